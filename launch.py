@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Set-up and start, in one place (A1111 splits this over webui.sh and launch.py).
+
+1. Outside a virtual environment: create ./venv and re-execute this script with its Python.
+2. Install the pinned requirements that are missing (checked against installed metadata, no pip
+   resolution, so a second start takes no time). TORCH_COMMAND overrides how torch is installed.
+3. `--test`: also install the test requirements, then run every test and exit with pytest's status.
+4. Otherwise start the server (web UI and/or API).
+
+Only the standard library is used before the venv is ready.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / "venv"
+sys.path.insert(0, str(ROOT))
+
+from modules import cmd_args  # noqa: E402  (stdlib only)
+from modules import requirements as reqs  # noqa: E402  (stdlib only)
+
+
+def in_virtualenv() -> bool:
+    return sys.prefix != sys.base_prefix
+
+
+def reexec_in_venv(argv: list[str]) -> None:
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        print(f"Creating a virtual environment in {VENV} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    os.execv(str(python), [str(python), str(ROOT / "launch.py"), *argv])
+
+
+def run_pip(args: list[str]) -> None:
+    cmd = [sys.executable, "-m", "pip", "install", "--only-binary=:all:", "--no-deps", *args]
+    print("$", " ".join(shlex.quote(a) for a in cmd), flush=True)
+    subprocess.run(cmd, check=True)  # pip's own progress bars show on the terminal
+
+
+def install(test: bool) -> None:
+    files = [ROOT / "requirements.txt"] + ([ROOT / "requirements-test.txt"] if test else [])
+    torch_command = os.environ.get("TORCH_COMMAND")
+    torch_file = ROOT / "requirements-torch.txt"
+    if torch_command:
+        if reqs.missing([reqs.Pin("torch", None)]):
+            print(f"Installing torch with TORCH_COMMAND: {torch_command}", flush=True)
+            subprocess.run(torch_command, shell=True, check=True)
+    else:
+        files.insert(0, torch_file)
+    missing = [pin for f in files for pin in reqs.missing(reqs.read_pins(f))]
+    if not missing:
+        return
+    print(f"Installing {len(missing)} missing or outdated packages: "
+          f"{', '.join(p.name for p in missing[:8])}{' ...' if len(missing) > 8 else ''}", flush=True)
+    # --no-deps: the files are a complete lock of what was tested; see README "Requirements".
+    run_pip([str(p) for p in missing])
+
+
+def run_tests(extra: list[str]) -> int:
+    cmd = [sys.executable, "-m", "pytest", *extra]
+    print("$", " ".join(cmd), flush=True)
+    code = subprocess.run(cmd, cwd=ROOT).returncode
+    return 1 if code == 5 else code  # 5 = no test ran: that is a failure too
+
+
+def main(argv: list[str]) -> int:
+    # Set-up flags first (extensions may add flags later, from their preload.py).
+    try:
+        early, rest = cmd_args.make_parser().parse_known_args(argv)
+    except cmd_args.ArgumentError as e:
+        print(f"launch.py: {e}", file=sys.stderr)
+        return 2
+    if not early.skip_venv and not in_virtualenv():
+        reexec_in_venv(argv)
+    if not early.skip_install:
+        try:
+            install(test=early.test)
+        except subprocess.CalledProcessError as e:
+            print(f"launch.py: installing requirements failed (exit {e.returncode}); "
+                  "see pip's message above", file=sys.stderr)
+            return 1
+    if early.test:
+        return run_tests(rest)  # anything else is handed to pytest (-k, -m, paths)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from webui.server import main as server_main
+    return server_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
