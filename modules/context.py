@@ -1,0 +1,43 @@
+"""The application context: everything that was a global in A1111's `shared.py`, in one explicit
+object that is created once at start-up and passed to whatever needs it.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from modules import cmd_args
+from modules.jobs import JobQueue
+from modules.options import Options
+from modules.paths import Paths
+
+log = logging.getLogger("sdwebui")
+
+
+@dataclass
+class AppContext:
+    args: argparse.Namespace
+    paths: Paths
+    opts: Options
+    jobs: JobQueue = field(default_factory=JobQueue)
+    # Filled in by the engine parts at start-up (kept generic here so this module stays small):
+    models: Any = None          # modules.model_manager.ModelManager
+    extensions: Any = None      # modules.extensions.ExtensionManager
+    services: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def localhost_only(self) -> bool:
+        return cmd_args.is_localhost_only(self.args)
+
+
+def create_context(args: argparse.Namespace) -> AppContext:
+    """Paths, options (warnings logged) and the job queue; raises PermissionError for an unwritable
+    data dir. The model manager and extensions are attached by the server's start-up."""
+    paths = Paths.from_args(args)
+    paths.check_writable()
+    opts = Options(paths.config_file).load()
+    for warning in opts.warnings:
+        log.warning(warning)
+    return AppContext(args=args, paths=paths, opts=opts)

@@ -1,0 +1,76 @@
+"""Server wiring: flags -> application context -> FastAPI app (API routes first) -> Gradio UI -> uvicorn."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from modules import cmd_args  # noqa: E402
+from modules.context import AppContext, create_context  # noqa: E402
+
+log = logging.getLogger("sdwebui")
+
+
+def port_in_use(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def build_app(ctx: AppContext):
+    """The FastAPI app with the API (when asked for) and the Gradio UI (unless --nowebui)."""
+    from fastapi import FastAPI
+
+    app = FastAPI(title="Stable Diffusion web UI", docs_url="/docs" if ctx.args.api else None)
+    if ctx.args.api:
+        from webui.api import routes
+        routes.install(app, ctx)
+    if not ctx.args.nowebui:
+        import gradio as gr
+
+        from webui.ui import app as ui_app
+        demo = ui_app.create_ui(ctx)
+        auth = cmd_args.parse_credentials(ctx.args.gradio_auth, "--gradio-auth") if ctx.args.gradio_auth else None
+        # Gradio must be mounted last: routes registered after a mount at "/" would 404.
+        app = gr.mount_gradio_app(app, demo, path="/", auth=auth, **ui_app.mount_kwargs(ctx))
+    return app
+
+
+def start(ctx: AppContext) -> int:
+    import uvicorn
+
+    host, port = cmd_args.server_address(ctx.args)
+    if port_in_use(host, port):
+        print(f"launch.py: port {port} on {host} is already in use: stop the other server or pick "
+              f"another with --port", file=sys.stderr)
+        return 1
+    app = build_app(ctx)
+    shown = "127.0.0.1" if host == "0.0.0.0" else host
+    print(f"Running on http://{shown}:{port}" + (" (listening on all interfaces)" if host == "0.0.0.0" else ""),
+          flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        parser = cmd_args.make_parser()
+        from modules import extension_preload
+        extension_preload.add_flags(parser, argv)
+        args = cmd_args.parse_args(argv, parser)
+        ctx = create_context(args)
+    except (cmd_args.ArgumentError, PermissionError) as e:
+        print(f"launch.py: {e}", file=sys.stderr)
+        return 2
+    from modules import startup
+    startup.attach_engine(ctx)
+    return start(ctx)
