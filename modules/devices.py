@@ -1,0 +1,88 @@
+"""Device and dtype policy: which device runs the model and in which precision.
+
+Nothing here is global state: `choose_device` and `dtype_policy` return values that the caller
+(launch / application context) passes on to the model manager.
+
+A1111's rules, which we keep:
+- CUDA when available, unless `--use-cpu all` (or `--use-cpu sd`); `--device-id N` picks the GPU.
+- On CUDA the weights are fp16 by default; `--no-half` keeps the whole model fp32, `--no-half-vae`
+  keeps only the VAE fp32, `--precision full` implies both.
+- On the CPU everything is fp32 (fp16 matmuls on CPU are slow and some ops lack kernels).
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+
+@dataclass(frozen=True)
+class DevicePolicy:
+    device: torch.device
+    dtype_unet: torch.dtype  # UNet and text encoder weights
+    dtype_vae: torch.dtype  # first_stage_model weights (fp32 with --no-half-vae)
+
+
+def choose_device(use_cpu: tuple[str, ...] | list[str] = (), device_id: int | None = None) -> torch.device:
+    """`use_cpu` is the list given to `--use-cpu` ("all" or "sd" move the model to the CPU)."""
+    wants_cpu = any(name in ("all", "sd") for name in use_cpu or ())
+    if wants_cpu or not torch.cuda.is_available():
+        return torch.device("cpu")
+    if device_id is not None:
+        if not 0 <= device_id < torch.cuda.device_count():
+            raise ValueError(
+                f"--device-id {device_id} does not exist: this machine has {torch.cuda.device_count()} "
+                "CUDA device(s), numbered from 0")
+        return torch.device("cuda", device_id)
+    return torch.device("cuda")
+
+
+def dtype_policy(device: torch.device | str, no_half: bool = False, no_half_vae: bool = False,
+                 precision: str = "autocast") -> DevicePolicy:
+    device = torch.device(device)
+    if precision not in ("autocast", "half", "full"):
+        raise ValueError(f"--precision must be 'full', 'half' or 'autocast', not {precision!r}")
+    full = precision == "full" or device.type == "cpu"
+    dtype_unet = torch.float32 if (full or no_half) else torch.float16
+    dtype_vae = torch.float32 if (full or no_half or no_half_vae) else torch.float16
+    return DevicePolicy(device, dtype_unet, dtype_vae)
+
+
+def policy_from_args(args) -> DevicePolicy:
+    """Build the policy from an argparse namespace with A1111's flag names (missing ones = default)."""
+    device = choose_device(getattr(args, "use_cpu", None) or (), getattr(args, "device_id", None))
+    return dtype_policy(device, no_half=bool(getattr(args, "no_half", False)),
+                        no_half_vae=bool(getattr(args, "no_half_vae", False)),
+                        precision=getattr(args, "precision", None) or "autocast")
+
+
+def free_memory(device: torch.device | str | None = None) -> None:
+    """Return freed tensors to the system: Python's gc first (cycles keep modules alive), then
+    CUDA's caching allocator, which otherwise keeps the memory reserved for this process."""
+    gc.collect()
+    if torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.ipc_collect()
+
+
+class OutOfMemory(RuntimeError):
+    """A torch OOM turned into a message a user can act on."""
+
+
+@contextlib.contextmanager
+def oom_guard(what: str) -> Iterator[None]:
+    """`with oom_guard("loading v1-5.safetensors"):` turns torch's OOM into a clear OutOfMemory."""
+    try:
+        yield
+    except torch.OutOfMemoryError as e:
+        free_memory()
+        raise OutOfMemory(
+            f"out of GPU memory while {what}. Try a smaller image or batch size, unload other "
+            "models (keep fewer checkpoints loaded), or start with --use-cpu all. "
+            f"({str(e).splitlines()[0] if str(e) else 'torch.OutOfMemoryError'})") from e
+    except MemoryError as e:
+        raise OutOfMemory(f"out of system memory (RAM) while {what}: close other programs or "
+                          "use a smaller model/image.") from e

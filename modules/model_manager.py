@@ -1,0 +1,192 @@
+"""The model manager: which checkpoint is loaded, switching, the VAE override, freeing memory.
+
+One instance lives in the application context. Every change happens under one lock, so two jobs
+never switch models at once; a job that needs the model holds `manager.lock` (re-entrant) while it
+runs. At most `max_loaded` checkpoints stay in memory (least recently used goes first, and it goes
+*before* the next one is read, so a switch never holds two models when max_loaded is 1).
+
+"Model loaded" callbacks (for extensions) are a plain list of callables `fn(loaded)` given
+to the constructor or appended later; one that raises is reported and skipped.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from modules import devices
+from modules.sd_catalog import CheckpointCatalog, CheckpointInfo
+from modules.sd_vae import AUTOMATIC, VaeCatalog, VaeInfo, read_vae_state_dict, swap_vae
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedCheckpoint:
+    info: CheckpointInfo
+    model: torch.nn.Module
+    config: str  # the yaml used (path) or the bundled config's name
+    vae: VaeInfo | None = None  # the override in effect, None = the checkpoint's own
+    own_vae: dict | None = field(default=None, repr=False)  # the checkpoint's VAE tensors while overridden
+
+
+Loader = Callable[..., tuple]  # (path, device=, dtype=, dtype_vae=) -> (model, config)
+
+
+def _default_loader(path, device, dtype, dtype_vae):
+    from modules.sd_models import load_checkpoint
+
+    result = load_checkpoint(path, device=device, dtype=dtype, dtype_vae=dtype_vae)
+    return result.model, result.config
+
+
+class ModelManager:
+    def __init__(self, catalog: CheckpointCatalog, device: torch.device | str = "cpu",
+                 dtype_unet: torch.dtype = torch.float32, dtype_vae: torch.dtype = torch.float32,
+                 max_loaded: int = 1, vae_catalog: VaeCatalog | None = None, vae_choice: str = AUTOMATIC,
+                 callbacks: list[Callable[[LoadedCheckpoint], None]] | None = None,
+                 loader: Loader = _default_loader):
+        if max_loaded < 1:
+            raise ValueError(f"max_loaded must be at least 1, not {max_loaded}")
+        self.catalog = catalog
+        self.device = torch.device(device)
+        self.dtype_unet, self.dtype_vae = dtype_unet, dtype_vae
+        self.max_loaded = max_loaded
+        self.vae_catalog = vae_catalog
+        self.vae_choice = vae_choice
+        self.callbacks = list(callbacks or [])
+        self.loader = loader
+        self.lock = threading.RLock()
+        self._loaded: OrderedDict[str, LoadedCheckpoint] = OrderedDict()  # filename -> loaded, LRU last
+
+    # --- what is loaded -------------------------------------------------------------------------
+    @property
+    def current(self) -> LoadedCheckpoint | None:
+        with self.lock:
+            return next(reversed(self._loaded.values()), None)
+
+    @property
+    def sd_model(self) -> torch.nn.Module | None:
+        current = self.current
+        return current.model if current else None
+
+    @property
+    def sd_model_name(self) -> str | None:
+        """Infotext `Model:` (basename without extension)."""
+        current = self.current
+        return current.info.name_for_extra if current else None
+
+    @property
+    def sd_model_hash(self) -> str | None:
+        """Infotext `Model hash:` (first 10 hex digits of the file's sha256)."""
+        current = self.current
+        return current.info.shorthash if current else None
+
+    @property
+    def sd_vae_name(self) -> str | None:
+        current = self.current
+        return current.vae.basename if current and current.vae else None
+
+    @property
+    def sd_vae_hash(self) -> str | None:
+        current = self.current
+        if not (current and current.vae):
+            return None
+        return self.catalog.hash_cache.sha256(current.vae.filename)[:10]
+
+    def loaded(self) -> list[LoadedCheckpoint]:
+        with self.lock:
+            return list(self._loaded.values())
+
+    # --- changing it ------------------------------------------------------------------------------
+    def load(self, checkpoint: str | CheckpointInfo) -> LoadedCheckpoint:
+        """Make `checkpoint` (a title, name, hash or CheckpointInfo) the current model."""
+        with self.lock:
+            info = checkpoint if isinstance(checkpoint, CheckpointInfo) else self.catalog.require(checkpoint)
+            loaded = self._loaded.pop(info.filename, None)
+            if loaded is None:
+                self._evict(keep=self.max_loaded - 1)
+                loaded = self._read(info)
+            self._loaded[info.filename] = loaded
+            self._apply_vae_choice(loaded)
+            return loaded
+
+    def reload(self) -> LoadedCheckpoint | None:
+        """Read the current checkpoint from disk again (after it changed, or to undo patches)."""
+        with self.lock:
+            current = self.current
+            if current is None:
+                return None
+            info = current.info
+            del current
+            self._evict_one(info.filename)
+            return self.load(info)
+
+    def unload(self) -> None:
+        """Drop every loaded model and give the memory back."""
+        with self.lock:
+            self._evict(keep=0)
+
+    def refresh(self) -> list[CheckpointInfo]:
+        """Rescan the checkpoint (and VAE) folders."""
+        with self.lock:
+            if self.vae_catalog is not None:
+                self.vae_catalog.refresh()
+            return self.catalog.refresh()
+
+    def set_vae(self, choice: str) -> VaeInfo | None:
+        """Change the sd_vae choice ("Automatic", "None" or a VAE name) and apply it to the current model."""
+        with self.lock:
+            previous = self.vae_choice
+            self.vae_choice = choice
+            current = self.current
+            try:
+                if current is not None:
+                    self._apply_vae_choice(current)
+            except Exception:
+                self.vae_choice = previous
+                raise
+            return current.vae if current else None
+
+    # --- internals --------------------------------------------------------------------------------
+    def _read(self, info: CheckpointInfo) -> LoadedCheckpoint:
+        with devices.oom_guard(f"loading {info.name}"):
+            model, config = self.loader(info.filename, device=self.device, dtype=self.dtype_unet,
+                                        dtype_vae=self.dtype_vae)
+        loaded = LoadedCheckpoint(info=info, model=model, config=str(config))
+        log.info("loaded %s (config %s)", info.title, config)
+        for callback in list(self.callbacks):
+            try:
+                callback(loaded)
+            except Exception:  # an extension's bug must not break model loading
+                log.exception("model-loaded callback %r failed", callback)
+        return loaded
+
+    def _evict_one(self, filename: str) -> None:
+        self._loaded.pop(filename, None)
+        devices.free_memory(self.device)
+
+    def _evict(self, keep: int) -> None:
+        if len(self._loaded) <= keep:
+            return
+        while len(self._loaded) > keep:
+            self._loaded.popitem(last=False)
+        devices.free_memory(self.device)
+
+    def _apply_vae_choice(self, loaded: LoadedCheckpoint) -> None:
+        wanted = None
+        if self.vae_catalog is not None:
+            wanted = self.vae_catalog.resolve(self.vae_choice, loaded.info.filename)
+        if wanted == loaded.vae:
+            return
+        if loaded.own_vae is not None:  # back to the checkpoint's own first
+            swap_vae(loaded.model, loaded.own_vae, source=loaded.info.name)
+            loaded.own_vae, loaded.vae = None, None
+        if wanted is not None:
+            loaded.own_vae = swap_vae(loaded.model, read_vae_state_dict(wanted.filename), source=wanted.name)
+            loaded.vae = wanted
+            log.info("VAE %s applied to %s", wanted.name, loaded.info.name)
