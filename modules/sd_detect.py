@@ -73,7 +73,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("x4 upscaler", "x4-upscaling",
            lambda s: _in_channels(s) == 7 and UNET + "label_emb.weight" in s),
     Family("v2 depth", "v2-midas-inference",
-           lambda s: _generation(s) == 2 and _in_channels(s) == 5 and _has_prefix(s, "depth_model.")),
+           lambda s: _generation(s) == 2 and (_in_channels(s) == 5 or _has_prefix(s, "depth_model."))),
     Family("v2 inpainting", "v2-inpainting-inference",
            lambda s: _generation(s) == 2 and _in_channels(s) == 9),
     Family("v2", "v2-inference", lambda s: _generation(s) == 2 and _in_channels(s) == 4,
@@ -106,8 +106,10 @@ UNSUPPORTED: tuple[tuple[str, Callable[[Shapes], bool]], ...] = (
 )
 
 
-def detect(state_dict_or_shapes: Mapping) -> Detection:
-    """Pick the bundled config for a state dict (tensors or a key -> shape mapping)."""
+def detect(state_dict_or_shapes: Mapping, families: tuple[Family, ...] = FAMILIES) -> Detection:
+    """Pick the bundled config for a state dict (tensors or a key -> shape mapping).
+
+    `families` is the table to match (tests pass one whose configs are the tiny yamls)."""
     s = state_dict_or_shapes
     if s and not isinstance(next(iter(s.values())), tuple):
         s = shapes_of(s)
@@ -115,7 +117,7 @@ def detect(state_dict_or_shapes: Mapping) -> Detection:
         if test(s):
             raise ValueError(f"not supported yet: this looks like {looks_like}, and this version loads "
                              "Stable Diffusion v1.x / v2.x checkpoints only")
-    for family in FAMILIES:
+    for family in families:
         if family.matches(s):
             return Detection(family.name, family.config, family.v_config)
     first = ", ".join(list(s)[:3]) or "no tensors at all"

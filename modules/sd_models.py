@@ -116,11 +116,12 @@ def model_from_state_dict(state_dict: Mapping[str, torch.Tensor], config=None,
     return _from_state_dict(state_dict, config, device, dtype, dtype_vae, checkpoint_name).model
 
 
-def _from_state_dict(state_dict, config, device, dtype, dtype_vae, checkpoint_name) -> LoadResult:
+def _from_state_dict(state_dict, config, device, dtype, dtype_vae, checkpoint_name,
+                     families=sd_detect.FAMILIES) -> LoadResult:
     device = torch.device(device)
     dtype_vae = dtype_vae or dtype
     sd = unwrap(state_dict)
-    detection = sd_detect.detect(sd) if config is None else None
+    detection = sd_detect.detect(sd, families) if config is None else None
     config = detection.config if detection else config
     config_label = str(config)
     model = build_model(config, device="meta", dtype=dtype)
@@ -143,19 +144,21 @@ def _from_state_dict(state_dict, config, device, dtype, dtype_vae, checkpoint_na
 
 
 def _probe_v(model, sd) -> bool:
-    if next(model.diffusion_model.parameters()).is_meta:
+    if next(model.model.diffusion_model.parameters()).is_meta:
         return False  # structure-only load (meta tensors): nothing to run
     width = sd_detect.context_width(sd_detect.shapes_of(sd))
-    return sd_detect.is_v_prediction(model.diffusion_model, width)
+    return sd_detect.is_v_prediction(model.model.diffusion_model, width)
 
 
 def load_checkpoint(path: str | Path, config=None, device: torch.device | str = "cpu",
-                    dtype: torch.dtype = torch.float32, dtype_vae: torch.dtype | None = None) -> LoadResult:
+                    dtype: torch.dtype = torch.float32, dtype_vae: torch.dtype | None = None,
+                    families: tuple[sd_detect.Family, ...] = sd_detect.FAMILIES) -> LoadResult:
+    """`families`: the detection table (injectable so tests can map families to tiny configs)."""
     path = Path(path)
     if config is None:
         config = sd_detect.yaml_beside(path)
     sd = read_state_dict(path)
-    return _from_state_dict(sd, config, device, dtype, dtype_vae, checkpoint_name=path.name)
+    return _from_state_dict(sd, config, device, dtype, dtype_vae, path.name, families)
 
 
 def load_model(path: str | Path, config=None, device: torch.device | str = "cpu",
