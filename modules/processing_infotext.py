@@ -1,0 +1,48 @@
+"""The generation parameters of one image, in A1111's infotext order and names.
+
+`generation_params(p, index)` gives the ordered dict; modules.infotext.create_infotext turns it into
+the "parameters" text (prompt, "Negative prompt:" line, "key: value" pairs).
+"""
+from __future__ import annotations
+
+from modules import samplers
+from modules.processing_sample import sampler_options
+
+VERSION = "v1.10.1"  # A1111's version string: tools that read infotexts check it
+
+
+def generation_params(p, index: int) -> dict:
+    """index: the image's position in the job (into all_prompts / all_seeds)."""
+    env, opts = p.env, p.opts
+    sampler = p.sampler
+    params: dict = {
+        "Steps": p.steps,
+        "Sampler": sampler.name if sampler is not None else p.sampler_name,
+        "Schedule type": p.scheduler_info.label if p.scheduler_info is not None else None,
+        "CFG scale": p.cfg_scale,
+        "Image CFG scale": getattr(p, "image_cfg_scale", None),
+        "Seed": p.all_seeds[index] if index < len(p.all_seeds) else p.seed,
+        "Face restoration": None,
+        "Size": f"{p.width}x{p.height}",
+        "Model hash": env.model_hash,
+        "Model": env.model_name,
+        "VAE hash": env.vae_hash,
+        "VAE": env.vae_name,
+        "Variation seed": None if p.subseed_strength == 0 else p.all_subseeds[index],
+        "Variation seed strength": None if p.subseed_strength == 0 else p.subseed_strength,
+        "Seed resize from": None if p.seed_resize_from_w <= 0 or p.seed_resize_from_h <= 0
+        else f"{p.seed_resize_from_w}x{p.seed_resize_from_h}",
+        "Denoising strength": p.denoising_strength if (p.is_img2img or getattr(p, "enable_hr", False)) else None,
+        "Clip skip": None if opts.CLIP_stop_at_last_layers <= 1 else opts.CLIP_stop_at_last_layers,
+        "ENSD": opts.eta_noise_seed_delta if (opts.eta_noise_seed_delta and sampler is not None
+                                              and sampler.uses_ensd) else None,
+        "RNG": opts.randn_source if opts.randn_source != "GPU" else None,
+        "Tiling": "True" if p.tiling else None,
+        "Emphasis": opts.emphasis if opts.emphasis != "Original" else None,
+    }
+    if sampler is not None:
+        params.update(samplers.infotext_params(sampler, sampler_options(p)))
+    params.update(p.extra_generation_params)
+    params["Version"] = VERSION
+    return {k: v for k, v in params.items() if v is not None}
+
