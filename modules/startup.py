@@ -5,18 +5,74 @@ Kept apart from context.py so that creating a context for tests stays cheap.
 from __future__ import annotations
 
 import logging
+import threading
 
+from modules import devices
 from modules.context import AppContext
+from modules.model_manager import LoadedCheckpoint, ModelManager
+from modules.sd_catalog import CheckpointCatalog, HashCache
+from modules.sd_vae import VaeCatalog
 
 log = logging.getLogger("sdwebui")
 
+DEMO_NAME = "demo"
 
-def attach_engine(ctx: AppContext) -> None:
-    """Attach what exists of the engine; each part logs its own problems and the server still starts."""
-    try:
-        from modules import model_manager
-        create = model_manager.create_for_context
-    except (ImportError, AttributeError):
-        log.info("the checkpoint loader has not landed yet: the UI says so")
-        return
-    ctx.models = create(ctx)
+
+class NoCheckpoint(ValueError):
+    pass
+
+
+def create_model_manager(ctx: AppContext) -> ModelManager:
+    policy = devices.policy_from_args(ctx.args)
+    catalog = CheckpointCatalog(ctx.paths.ckpt_dirs, HashCache(ctx.paths.cache_file))
+    vaes = VaeCatalog(ctx.paths.vae_dir, ctx.paths.ckpt_dirs)
+    manager = ModelManager(catalog, device=policy.device, dtype_unet=policy.dtype_unet,
+                           dtype_vae=policy.dtype_vae, max_loaded=ctx.opts.sd_checkpoints_limit,
+                           vae_catalog=vaes, vae_choice=ctx.opts.sd_vae)
+    manager.refresh()
+    return manager
+
+
+def default_checkpoint(ctx: AppContext):
+    """--ckpt, else the sd_model_checkpoint setting, else the first real checkpoint, else the demo."""
+    catalog = ctx.models.catalog
+    for wanted in (ctx.args.ckpt, ctx.opts.sd_model_checkpoint):
+        if wanted:
+            info = catalog.get(str(wanted))
+            if info is not None:
+                return info
+            log.warning("checkpoint %r not found; using another one", str(wanted))
+    found = catalog.list()
+    real = [c for c in found if not is_demo(c)]
+    return (real or found or [None])[0]
+
+
+def is_demo(info) -> bool:
+    return info is not None and info.model_name.split("/")[-1] == DEMO_NAME and "demo" in str(info.filename)
+
+
+def current_model(ctx: AppContext) -> LoadedCheckpoint:
+    """The loaded checkpoint, loading the default one on first use; a clear error when there is none."""
+    manager: ModelManager = ctx.models
+    loaded = manager.current
+    if loaded is not None:
+        return loaded
+    info = default_checkpoint(ctx)
+    if info is None:
+        raise NoCheckpoint(
+            "No checkpoint found: put a .safetensors or .ckpt file (SD v1/v2) into "
+            f"{ctx.paths.ckpt_dirs[0]} and press the refresh button next to the checkpoint list")
+    return manager.load(info)
+
+
+def attach_engine(ctx: AppContext, preload: bool = True) -> None:
+    """Create the model manager (scanning the checkpoint folders) and load the default model in the
+    background, so the page is served at once (A1111 makes the user wait for the load)."""
+    ctx.models = create_model_manager(ctx)
+    if preload:
+        def _load():
+            try:
+                current_model(ctx)
+            except Exception as e:  # shown again, clearly, when the user generates
+                log.warning("no model loaded at start: %s", e)
+        threading.Thread(target=_load, name="preload-model", daemon=True).start()

@@ -1,33 +1,47 @@
-"""The Gradio Blocks: the top bar and one tab per module in webui/ui/.
-
-A tab whose engine part has not landed yet says so in one line: never a fake image.
-"""
+"""The Gradio Blocks: the quick-settings bar and one tab per module in webui/ui/."""
 from __future__ import annotations
+
+import tempfile
+from pathlib import Path
 
 import gradio as gr
 
 from modules.context import AppContext
-
-TABS = [
-    # (title, elem_id, what is missing until the engine part lands)
-    ("txt2img", "tab_txt2img", "txt2img is not available yet: the generation engine has not landed."),
-    ("img2img", "tab_img2img", "img2img and inpaint are not available yet: the generation engine has not landed."),
-    ("depth2img", "tab_depth2img", "depth2img is not available yet: the depth model has not landed."),
-    ("Extras", "tab_extras", "Extras (upscalers) are not available yet: the x4 upscaler has not landed."),
-    ("PNG Info", "tab_pnginfo", "PNG Info is not available yet: the infotext reader has not landed."),
-    ("Settings", "tab_settings", "Settings are not editable in the UI yet: edit config.json in the data dir."),
-    ("Extensions", "tab_extensions", "Extensions are not available yet."),
-]
+from webui.ui import top_bar
+from webui.ui.ui_state import UiState
 
 
 def create_ui(ctx: AppContext) -> gr.Blocks:
+    ui = UiState.from_context(ctx)
+    tabs: dict = {}
     with gr.Blocks(title="Stable Diffusion") as demo:
-        with gr.Tabs(elem_id="tabs"):
-            for title, elem_id, missing in TABS:
-                with gr.Tab(title, elem_id=elem_id):
-                    gr.Markdown(missing)
+        status = top_bar.create(ctx, ui)
+        with gr.Tabs(elem_id="tabs") as tab_set:
+            from webui.ui import img2img, png_info, settings, txt2img
+            with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
+                tabs["txt2img"] = txt2img.create_tab(ctx, ui)
+            with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"):
+                tabs["img2img"] = img2img.create_tab(ctx, ui)
+            for title, elem_id, builder in ui.optional_tabs():
+                with gr.Tab(title, id=elem_id, elem_id=elem_id):
+                    tabs[elem_id] = builder(ctx, ui)
+            with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
+                tabs["pnginfo"] = png_info.create_tab(ctx, ui)
+            for blocks_title, elem_id, render in ui.extension_tabs():
+                with gr.Tab(blocks_title, id=elem_id, elem_id=f"tab_{elem_id}"):
+                    render()
+            with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
+                settings.create_tab(ctx, choices_for=ui.dynamic_choices)
+            with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
+                ui.extensions_tab(ctx)
+        ui.wire_send_to(tabs, tab_set)
+        # the model loads in the background at start: each page load shows what is loaded now
+        demo.load(lambda: top_bar.model_status(ctx), outputs=status, api_visibility="private", queue=False)
     return demo
 
 
 def mount_kwargs(ctx: AppContext) -> dict:
-    return {"allowed_paths": [str(ctx.paths.outputs_dir)]}
+    tmp = Path(tempfile.gettempdir()) / "sdwebui"
+    tmp.mkdir(exist_ok=True)
+    return {"allowed_paths": [str(ctx.paths.outputs_dir), str(tmp)], "css": UiState.css(ctx),
+            "head": UiState.head(ctx)}

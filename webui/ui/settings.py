@@ -1,0 +1,81 @@
+"""Settings tab: every option of the registry, grouped by section, with Apply and Reload UI."""
+from __future__ import annotations
+
+import gradio as gr
+
+from modules.context import AppContext
+from modules.options import OptionError, OptionInfo
+
+SECTIONS = {
+    "sd": "Stable Diffusion", "sampler": "Sampler parameters", "saving": "Saving images",
+    "paths": "Paths for saving", "previews": "Live previews", "ui": "User interface",
+    "upscaling": "Upscaling", "extensions": "Extensions",
+}
+
+
+def component_for(key: str, info: OptionInfo, value, choices_for=None):
+    """The Gradio control for one option (elem_id `setting_<key>` as in A1111)."""
+    kw = dict(label=info.label, elem_id=f"setting_{key}", info=info.comment or None)
+    kind = info.value_kind()
+    dynamic = choices_for(key) if choices_for else None
+    if dynamic is not None:
+        return gr.Dropdown(choices=dynamic, value=value, allow_custom_value=True, **kw)
+    if info.choices is not None:
+        if kind == "list":
+            return gr.Dropdown(choices=list(info.choices), value=value, multiselect=True, **kw)
+        return gr.Dropdown(choices=list(info.choices), value=value, **kw)
+    if kind == "bool":
+        return gr.Checkbox(value=value, **kw)
+    if kind in ("int", "float") and info.minimum is not None and info.maximum is not None:
+        step = info.step or (1 if kind == "int" else 0.01)
+        return gr.Slider(minimum=info.minimum, maximum=info.maximum, step=step, value=value, **kw)
+    if kind in ("int", "float"):
+        return gr.Number(value=value, precision=0 if kind == "int" else None, **kw)
+    if kind == "list":
+        return gr.Dropdown(choices=list(value), value=value, multiselect=True, allow_custom_value=True, **kw)
+    return gr.Textbox(value=value, **kw)
+
+
+def apply_settings(ctx: AppContext, keys: list[str], values: list) -> str:
+    """Validate every changed value, save atomically; returns the message shown under the button."""
+    changed = {}
+    for key, value in zip(keys, values):
+        info = ctx.opts.registry[key]
+        if info.value_kind() == "int" and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if value != ctx.opts.get(key):
+            changed[key] = value
+    if not changed:
+        return "Nothing changed."
+    try:
+        ctx.opts.update(changed)
+        ctx.opts.save()
+    except OptionError as e:
+        raise gr.Error(str(e)) from None
+    except OSError as e:
+        raise gr.Error(f"Settings could not be saved to {ctx.paths.config_file}: {e.strerror}") from None
+    restart = [k for k in changed if ctx.opts.registry[k].restart]
+    msg = f"{len(changed)} settings changed: {', '.join(changed)}."
+    if restart:
+        msg += f" Reload the UI for {', '.join(restart)} to take effect."
+    return msg
+
+
+def create_tab(ctx: AppContext, choices_for=None) -> None:
+    keys, components = [], []
+    with gr.Row():
+        apply = gr.Button("Apply settings", variant="primary", elem_id="settings_submit")
+        reload = gr.Button("Reload UI", elem_id="settings_restart_gradio")
+    result = gr.Markdown(elem_id="settings_result")
+    by_section: dict[str, list[str]] = {}
+    for key, info in ctx.opts.registry.items():
+        by_section.setdefault(info.section, []).append(key)
+    with gr.Tabs(elem_id="settings"):
+        for section, section_keys in by_section.items():
+            with gr.Tab(SECTIONS.get(section, section.title()), elem_id=f"settings_{section}"):
+                for key in section_keys:
+                    keys.append(key)
+                    components.append(component_for(key, ctx.opts.registry[key], ctx.opts.get(key), choices_for))
+    apply.click(lambda *values: apply_settings(ctx, keys, list(values)), inputs=components, outputs=result,
+                api_name="apply_settings")
+    reload.click(None, js="() => { setTimeout(() => location.reload(), 200); }")

@@ -1,0 +1,100 @@
+"""Quick settings: checkpoint (with refresh), VAE and clip skip, as in A1111's top bar.
+
+Switching the checkpoint goes through the job queue, so it never happens under a running job.
+"""
+from __future__ import annotations
+
+import gradio as gr
+
+from modules import startup
+from modules.context import AppContext
+
+REFRESH = "\U0001f504"  # 🔄
+
+
+def model_family(config: str | None) -> str:
+    """A short family name from the config the checkpoint was loaded with."""
+    name = str(config or "").rsplit("/", 1)[-1].removesuffix(".yaml")
+    families = [("x4-upscaling", "x4 upscaler"), ("midas", "v2 depth"), ("v2-inpainting", "v2 inpainting"),
+                ("v1-inpainting", "v1 inpainting"), ("v2-inference-v", "v2-v"), ("v2", "v2"), ("v1", "v1")]
+    for key, family in families:
+        if key in name:
+            return family
+    return name or "unknown"
+
+
+def model_status(ctx: AppContext) -> str:
+    current = ctx.models.current if ctx.models else None
+    if current is None:
+        return "No model loaded yet (it loads on first use)."
+    text = f"Loaded: **{current.info.title}** ({model_family(current.config)})"
+    if startup.is_demo(current.info):
+        text += (" - a small demo model trained on coloured shapes; put real SD v1/v2 checkpoints into "
+                 f"`{ctx.paths.ckpt_dirs[0]}` and press {REFRESH}.")
+    return text
+
+
+def switch_checkpoint(ctx: AppContext, title: str):
+    if not title:
+        return model_status(ctx)
+    job = ctx.jobs.new_job("switch checkpoint")
+    try:
+        ctx.jobs.run(job, lambda _job: ctx.models.load(title))
+    except ValueError as e:
+        raise gr.Error(str(e)) from None
+    ctx.opts.set("sd_model_checkpoint", ctx.models.current.info.title)
+    ctx.opts.save()
+    return model_status(ctx)
+
+
+def switch_vae(ctx: AppContext, choice: str):
+    job = ctx.jobs.new_job("switch VAE")
+    try:
+        ctx.jobs.run(job, lambda _job: ctx.models.set_vae(choice))
+    except ValueError as e:
+        raise gr.Error(str(e)) from None
+    ctx.opts.set("sd_vae", choice)
+    ctx.opts.save()
+    return model_status(ctx)
+
+
+def set_clip_skip(ctx: AppContext, value) -> None:
+    ctx.opts.set("CLIP_stop_at_last_layers", int(value))
+    ctx.opts.save()
+
+
+def create(ctx: AppContext, ui) -> gr.Markdown:
+    quick = set(ctx.opts.quicksettings_list)
+    with gr.Row(elem_id="quicksettings"):
+        if "sd_model_checkpoint" in quick:
+            current = ctx.models.current if ctx.models else None
+            value = current.info.title if current else (ctx.opts.sd_model_checkpoint or None)
+            titles = ui.checkpoint_titles()
+            ckpt = gr.Dropdown(label="Stable Diffusion checkpoint", choices=titles,
+                               value=value if value in titles else (titles[0] if titles else None),
+                               elem_id="setting_sd_model_checkpoint", scale=3)
+            refresh = gr.Button(REFRESH, elem_id="refresh_sd_model_checkpoint", size="sm", min_width=40, scale=0)
+        if "sd_vae" in quick:
+            vae = gr.Dropdown(label="SD VAE", choices=ui.vae_names(), value=ctx.opts.sd_vae,
+                              elem_id="setting_sd_vae", scale=2)
+        if "CLIP_stop_at_last_layers" in quick:
+            clip_skip = gr.Slider(1, 12, value=ctx.opts.CLIP_stop_at_last_layers, step=1, label="Clip skip",
+                                  elem_id="setting_CLIP_stop_at_last_layers", scale=2)
+    status = gr.Markdown(model_status(ctx), elem_id="sd_model_status")
+    for warning in ctx.opts.warnings:
+        gr.Markdown(f"**Warning:** {warning}")
+    if "sd_model_checkpoint" in quick:
+        ckpt.input(lambda t: switch_checkpoint(ctx, t), inputs=ckpt, outputs=status,
+                   api_name="switch_checkpoint", concurrency_id="generation", concurrency_limit=None)
+
+        def do_refresh():
+            ctx.models.refresh()
+            titles = ui.checkpoint_titles()
+            return gr.update(choices=titles), model_status(ctx)
+        refresh.click(do_refresh, outputs=[ckpt, status], api_name="refresh_checkpoints")
+    if "sd_vae" in quick:
+        vae.input(lambda c: switch_vae(ctx, c), inputs=vae, outputs=status, api_name="switch_vae",
+                  concurrency_id="generation", concurrency_limit=None)
+    if "CLIP_stop_at_last_layers" in quick:
+        clip_skip.release(lambda v: set_clip_skip(ctx, v), inputs=clip_skip, api_visibility="private")
+    return status

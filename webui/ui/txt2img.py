@@ -1,0 +1,70 @@
+"""txt2img tab: prompt row, sampler, size, batch, CFG, seed, hires fix, scripts, gallery."""
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+
+from modules.context import AppContext
+from webui.ui import generation, tab_common, widgets
+
+
+def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
+    tab = "txt2img"
+    with gr.Row():
+        with gr.Column(scale=1, elem_id=f"{tab}_settings"):
+            prompt = widgets.prompt_row(tab, ui.style_names())
+            sampler = widgets.sampler_row(tab, ui.sampler_names, ui.scheduler_labels)
+            size = widgets.size_row(tab)
+            seed = widgets.seed_row(tab)
+            with gr.Accordion("Hires. fix", open=False, elem_id=f"{tab}_hr"):
+                enable_hr = gr.Checkbox(label="Enable", value=False, elem_id=f"{tab}_enable_hr")
+                with gr.Row():
+                    hr_upscaler = gr.Dropdown(label="Upscaler", choices=ui.hr_upscalers, value=ui.hr_upscalers[0],
+                                              elem_id=f"{tab}_hr_upscaler")
+                    hr_steps = gr.Slider(0, 150, value=0, step=1, label="Hires steps", elem_id=f"{tab}_hires_steps")
+                    denoising = gr.Slider(0.0, 1.0, value=0.7, step=0.01, label="Denoising strength",
+                                          elem_id=f"{tab}_denoising_strength")
+                with gr.Row():
+                    hr_scale = gr.Slider(1.0, 4.0, value=2.0, step=0.05, label="Upscale by", elem_id=f"{tab}_hr_scale")
+                    hr_resize_x = gr.Slider(0, 2048, value=0, step=8, label="Resize width to",
+                                            elem_id=f"{tab}_hr_resize_x")
+                    hr_resize_y = gr.Slider(0, 2048, value=0, step=8, label="Resize height to",
+                                            elem_id=f"{tab}_hr_resize_y")
+                with gr.Row():
+                    hr_sampler = gr.Dropdown(label="Hires sampling method", choices=["Use same sampler"] + ui.sampler_names,
+                                             value="Use same sampler", elem_id=f"{tab}_hr_sampler")
+                    hr_prompt = gr.Textbox(label="Hires prompt (empty: same)", lines=1, elem_id=f"{tab}_hr_prompt")
+                    hr_negative = gr.Textbox(label="Hires negative prompt (empty: same)", lines=1,
+                                             elem_id=f"{tab}_hr_neg_prompt")
+            scripts = ui.scripts_block(tab, is_img2img=False)
+        with gr.Column(scale=1, elem_id=f"{tab}_results"):
+            result = widgets.result_panel(tab)
+
+    fields = {
+        "prompt": prompt.prompt, "negative_prompt": prompt.negative_prompt, "styles": prompt.styles,
+        "sampler_name": sampler.sampler_name, "scheduler": sampler.scheduler, "steps": sampler.steps,
+        "width": size.width, "height": size.height, "n_iter": size.batch_count, "batch_size": size.batch_size,
+        "cfg_scale": size.cfg_scale, "seed": seed.seed, "subseed": seed.subseed,
+        "subseed_strength": seed.subseed_strength, "seed_resize_from_w": seed.seed_resize_from_w,
+        "seed_resize_from_h": seed.seed_resize_from_h, "enable_hr": enable_hr, "hr_upscaler": hr_upscaler,
+        "hr_second_pass_steps": hr_steps, "denoising_strength": denoising, "hr_scale": hr_scale,
+        "hr_resize_x": hr_resize_x, "hr_resize_y": hr_resize_y, "hr_sampler_name": hr_sampler,
+        "hr_prompt": hr_prompt, "hr_negative_prompt": hr_negative,
+    }
+    names = list(fields)
+
+    def generate(*values):
+        t0 = time.time()
+        request = dict(zip(names, values[:len(names)]))
+        script_values = list(values[len(names):])
+        yield from tab_common.generate(ctx, ui, "txt2img", request, script_values, result, t0)
+
+    outputs = [result.gallery, result.infotext, result.info, result.progress, result.preview, result.seeds]
+    inputs = list(fields.values()) + scripts.inputs
+    event = prompt.generate.click(generate, inputs=inputs, outputs=outputs, api_name="txt2img",
+                                  concurrency_id="generation", concurrency_limit=None)
+    prompt.prompt.submit(generate, inputs=inputs, outputs=outputs, api_visibility="private",
+                         concurrency_id="generation", concurrency_limit=None)
+    tab_common.wire_common(ctx, ui, tab, prompt, seed, result)
+    return tab_common.GenerationTab(tab, fields, result, prompt, event)

@@ -1,0 +1,123 @@
+"""What the tabs need from the engine, gathered once per UI build: choice lists, styles, token
+counting, scripts, the optional tabs, and "send to" wiring between tabs."""
+from __future__ import annotations
+
+import html
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+
+from modules.context import AppContext
+
+
+@dataclass
+class ScriptsBlock:
+    inputs: list = field(default_factory=list)   # the dropdown first, then every script's controls
+
+
+@dataclass
+class UiState:
+    ctx: AppContext
+    sampler_names: list[str]
+    scheduler_labels: list[str]
+    hr_upscalers: list[str]
+    tmp_dir: Path
+
+    @classmethod
+    def from_context(cls, ctx: AppContext) -> "UiState":
+        from modules.processing_hires import upscaler_names
+        from modules.sampler_schedules import SCHEDULERS
+        from modules.samplers import SAMPLERS
+        tmp = Path(tempfile.gettempdir()) / "sdwebui"
+        tmp.mkdir(exist_ok=True)
+        return cls(ctx, [s.name for s in SAMPLERS], [s.label for s in SCHEDULERS],
+                   upscaler_names(ctx.services.get("upscalers")), tmp)
+
+    # -- lists -----------------------------------------------------------------------------------
+    def checkpoint_titles(self) -> list[str]:
+        return self.ctx.models.catalog.titles() if self.ctx.models else []
+
+    def vae_names(self) -> list[str]:
+        vaes = getattr(self.ctx.models, "vae_catalog", None)
+        return ["Automatic", "None"] + (vaes.names() if vaes else [])
+
+    def dynamic_choices(self, key: str) -> list[str] | None:
+        if key == "sd_model_checkpoint":
+            return self.checkpoint_titles()
+        if key == "sd_vae":
+            return self.vae_names()
+        return None
+
+    # -- prompts ---------------------------------------------------------------------------------
+    def styles(self):
+        return self.ctx.services.get("styles")
+
+    def style_names(self) -> list[str]:
+        styles = self.styles()
+        return list(styles.styles) if styles is not None else []
+
+    def apply_styles(self, prompt: str, negative: str, names: list[str]):
+        styles = self.styles()
+        if styles is None or not names:
+            return prompt, negative, names
+        return (styles.apply_styles_to_prompt(prompt, names),
+                styles.apply_negative_styles_to_prompt(negative, names), [])
+
+    def token_counter_html(self, text: str) -> str:
+        count: Callable | None = self.ctx.services.get("count_tokens")
+        if count is None:
+            return ""
+        try:
+            used, limit = count(self.ctx, text or "")
+        except Exception as e:  # a counter must never break typing
+            return f"<span title='{html.escape(str(e))}'>?/75</span>"
+        return f"<span class='token-counter{' over' if used > limit else ''}'>{used}/{limit}</span>"
+
+    # -- scripts (extensions) --------------------------------------------------------------------
+    def scripts_runner(self, is_img2img: bool):
+        scripts = self.ctx.services.get("scripts")
+        return scripts.runner(is_img2img) if scripts is not None else None
+
+    def scripts_block(self, tab: str, is_img2img: bool) -> ScriptsBlock:
+        runner = self.scripts_runner(is_img2img)
+        if runner is None:
+            return ScriptsBlock([])
+        return ScriptsBlock(runner.create_ui(tab))
+
+    def run_script(self, p, values: list) -> Any:
+        """The selected dropdown script's run(); None = no script chosen, run the normal pipeline."""
+        runner = self.scripts_runner(getattr(p, "is_img2img", False))
+        if runner is None:
+            return None
+        return runner.run_from_ui(p, values)
+
+    # -- tabs ------------------------------------------------------------------------------------
+    def optional_tabs(self) -> list[tuple[str, str, Callable]]:
+        from webui.ui import depth2img, extras
+        return [("depth2img", "tab_depth2img", depth2img.create_tab), ("Extras", "tab_extras", extras.create_tab)]
+
+    def extension_tabs(self) -> list[tuple[str, str, Callable]]:
+        scripts = self.ctx.services.get("scripts")
+        return scripts.ui_tabs() if scripts is not None else []
+
+    def extensions_tab(self, ctx: AppContext) -> None:
+        from webui.ui import extensions_tab
+        extensions_tab.create_tab(ctx)
+
+    def wire_send_to(self, tabs: dict, tab_set: gr.Tabs) -> None:
+        from webui.ui import send_to
+        send_to.wire(self, tabs, tab_set)
+
+    @staticmethod
+    def css(ctx: AppContext) -> str:
+        base = ".token-counter.over { color: #d33; } .comments { color: #b60; margin: 0; }"
+        scripts = ctx.services.get("scripts")
+        return base + ("\n" + scripts.css() if scripts is not None else "")
+
+    @staticmethod
+    def head(ctx: AppContext) -> str:
+        scripts = ctx.services.get("scripts")
+        return scripts.javascript() if scripts is not None else ""

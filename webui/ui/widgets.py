@@ -1,0 +1,149 @@
+"""Controls shared by the generation tabs (txt2img, img2img, depth2img), with A1111's elem_ids.
+
+Each builder returns a small dataclass of components so tabs wire them by name, not by position.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import gradio as gr
+
+RANDOM = "\U0001f3b2\ufe0f"   # 🎲️ random seed
+REUSE = "\u267b\ufe0f"        # ♻️ reuse last seed
+SWAP = "\u21c5"               # ⇅ swap width/height
+
+
+@dataclass
+class PromptRow:
+    prompt: gr.Textbox
+    negative_prompt: gr.Textbox
+    prompt_tokens: gr.HTML
+    negative_tokens: gr.HTML
+    styles: gr.Dropdown
+    apply_styles: gr.Button
+    generate: gr.Button
+    interrupt: gr.Button
+    skip: gr.Button
+
+
+def prompt_row(tab: str, style_names: list[str]) -> PromptRow:
+    with gr.Row(elem_id=f"{tab}_toprow"):
+        with gr.Column(scale=6):
+            prompt = gr.Textbox(label="Prompt", lines=3, elem_id=f"{tab}_prompt",
+                                placeholder="Prompt (A1111 syntax: (emphasis:1.2), [from:to:when], AND, BREAK, <lora:name:1>)")
+            prompt_tokens = gr.HTML("0/75", elem_id=f"{tab}_token_counter")
+            negative = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{tab}_neg_prompt")
+            negative_tokens = gr.HTML("0/75", elem_id=f"{tab}_negative_token_counter")
+        with gr.Column(scale=1, min_width=180):
+            generate = gr.Button("Generate", variant="primary", elem_id=f"{tab}_generate")
+            with gr.Row():
+                interrupt = gr.Button("Interrupt", elem_id=f"{tab}_interrupt", size="sm")
+                skip = gr.Button("Skip", elem_id=f"{tab}_skip", size="sm")
+            styles = gr.Dropdown(label="Styles", choices=style_names, multiselect=True, elem_id=f"{tab}_styles")
+            apply_styles = gr.Button("Apply styles", size="sm", elem_id=f"{tab}_style_apply")
+    return PromptRow(prompt, negative, prompt_tokens, negative_tokens, styles, apply_styles, generate, interrupt, skip)
+
+
+@dataclass
+class SamplerRow:
+    sampler_name: gr.Dropdown
+    scheduler: gr.Dropdown
+    steps: gr.Slider
+
+
+def sampler_row(tab: str, samplers: list[str], schedulers: list[str]) -> SamplerRow:
+    with gr.Row(elem_id=f"{tab}_sampler_row"):
+        sampler = gr.Dropdown(label="Sampling method", choices=samplers, value=samplers[0] if samplers else None,
+                              elem_id=f"{tab}_sampling")
+        scheduler = gr.Dropdown(label="Schedule type", choices=schedulers,
+                                value=schedulers[0] if schedulers else None, elem_id=f"{tab}_scheduler")
+        steps = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id=f"{tab}_steps")
+    return SamplerRow(sampler, scheduler, steps)
+
+
+@dataclass
+class SizeRow:
+    width: gr.Slider
+    height: gr.Slider
+    batch_count: gr.Slider
+    batch_size: gr.Slider
+    cfg_scale: gr.Slider
+
+
+def size_row(tab: str, width: int = 512, height: int = 512) -> SizeRow:
+    with gr.Row():
+        with gr.Column(scale=4):
+            w = gr.Slider(64, 2048, value=width, step=8, label="Width", elem_id=f"{tab}_width")
+            h = gr.Slider(64, 2048, value=height, step=8, label="Height", elem_id=f"{tab}_height")
+        swap = gr.Button(SWAP, elem_id=f"{tab}_res_switch_btn", size="sm", min_width=40, scale=0)
+        with gr.Column(scale=2):
+            batch_count = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id=f"{tab}_batch_count")
+            batch_size = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{tab}_batch_size")
+    cfg = gr.Slider(1.0, 30.0, value=7.0, step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
+    swap.click(lambda a, b: (b, a), inputs=[w, h], outputs=[w, h], show_progress="hidden", api_visibility="private")
+    return SizeRow(w, h, batch_count, batch_size, cfg)
+
+
+@dataclass
+class SeedRow:
+    seed: gr.Number
+    subseed: gr.Number
+    subseed_strength: gr.Slider
+    seed_resize_from_w: gr.Slider
+    seed_resize_from_h: gr.Slider
+    reuse: gr.Button
+
+
+def seed_row(tab: str) -> SeedRow:
+    with gr.Row(elem_id=f"{tab}_seed_row"):
+        seed = gr.Number(label="Seed", value=-1, precision=0, elem_id=f"{tab}_seed", scale=4)
+        random_seed = gr.Button(RANDOM, elem_id=f"{tab}_random_seed", size="sm", min_width=40, scale=0)
+        reuse = gr.Button(REUSE, elem_id=f"{tab}_reuse_seed", size="sm", min_width=40, scale=0)
+    with gr.Accordion("Extra (variation seed)", open=False, elem_id=f"{tab}_subseed_show"):
+        with gr.Row():
+            subseed = gr.Number(label="Variation seed", value=-1, precision=0, elem_id=f"{tab}_subseed")
+            subseed_strength = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Variation strength",
+                                         elem_id=f"{tab}_subseed_strength")
+        with gr.Row():
+            resize_w = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from width",
+                                 elem_id=f"{tab}_seed_resize_from_w")
+            resize_h = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from height",
+                                 elem_id=f"{tab}_seed_resize_from_h")
+    random_seed.click(lambda: -1, outputs=seed, show_progress="hidden", api_visibility="private")
+    return SeedRow(seed, subseed, subseed_strength, resize_w, resize_h, reuse)
+
+
+@dataclass
+class ResultPanel:
+    gallery: gr.Gallery
+    preview: gr.Image
+    progress: gr.HTML
+    info: gr.HTML
+    infotext: gr.Textbox
+    seeds: gr.JSON
+    send_to_img2img: gr.Button
+    send_to_inpaint: gr.Button
+    send_to_extras: gr.Button
+
+
+def result_panel(tab: str) -> ResultPanel:
+    progress = gr.HTML("", elem_id=f"{tab}_progress")
+    preview = gr.Image(label="Live preview", visible=False, interactive=False, elem_id=f"{tab}_preview")
+    # format="png" and file paths: the PNG "parameters" chunk must survive the trip to the browser.
+    gallery = gr.Gallery(label="Output", format="png", columns=4, elem_id=f"{tab}_gallery", interactive=False)
+    with gr.Row():
+        to_img2img = gr.Button("Send to img2img", size="sm", elem_id=f"{tab}_send_to_img2img")
+        to_inpaint = gr.Button("Send to inpaint", size="sm", elem_id=f"{tab}_send_to_inpaint")
+        to_extras = gr.Button("Send to extras", size="sm", elem_id=f"{tab}_send_to_extras")
+    infotext = gr.Textbox(label="Generation info", lines=3, interactive=False, elem_id=f"{tab}_generation_info")
+    info = gr.HTML("", elem_id=f"{tab}_html_info")
+    seeds = gr.JSON(visible=False)
+    return ResultPanel(gallery, preview, progress, info, infotext, seeds, to_img2img, to_inpaint, to_extras)
+
+
+def reuse_seed_value(seeds: dict | None, current: float) -> int:
+    """♻️: the seed of the last job (A1111 reuses the selected image's; we take the first)."""
+    if isinstance(seeds, dict) and seeds.get("seed") is not None:
+        return int(seeds["seed"])
+    return int(current) if current not in (None, -1) else random.randrange(2**32)
