@@ -1,0 +1,70 @@
+"""Shared set-up of the API tests: a data dir with tiny real checkpoints, a context wired to it,
+and small helpers the way clients use the API (base64 PNGs)."""
+from __future__ import annotations
+
+import base64
+import io
+import shutil
+from pathlib import Path
+
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from modules import cmd_args
+from modules.context import create_context
+from tests.tiny import make_tiny_model, tiny_config_path
+
+
+def write_tiny_checkpoint(folder: Path, name: str, config: str = "tiny-v1", seed: int = 0) -> Path:
+    """A tiny random-weight checkpoint as users have them: `<name>.safetensors` + `<name>.yaml`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model = make_tiny_model(config, seed=seed)
+    path = folder / f"{name}.safetensors"
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, path)
+    shutil.copy(tiny_config_path(config), folder / f"{name}.yaml")
+    return path
+
+
+def make_context(data_dir: Path, *flags: str):
+    """An AppContext over data_dir whose model manager sees only data_dir's checkpoints."""
+    from modules.model_manager import ModelManager
+    from modules.sd_catalog import CheckpointCatalog, HashCache
+    from modules.sd_vae import VaeCatalog
+
+    args = cmd_args.parse_args(["--api", "--data-dir", str(data_dir), *flags])
+    ctx = create_context(args)
+    ckpt_dir = ctx.paths.models_dir / "Stable-diffusion"
+    catalog = CheckpointCatalog([ckpt_dir], HashCache(ctx.paths.cache_file))
+    vaes = VaeCatalog(ctx.paths.vae_dir, [ckpt_dir])
+    ctx.models = ModelManager(catalog, device="cpu", vae_catalog=vaes)
+    ctx.models.refresh()
+    return ctx
+
+
+def make_data_dir(root: Path) -> Path:
+    """Two tiny v1 checkpoints (different weights) and a tiny v1 inpainting one."""
+    ckpts = root / "models" / "Stable-diffusion"
+    write_tiny_checkpoint(ckpts, "tiny-a", "tiny-v1", seed=1)
+    write_tiny_checkpoint(ckpts, "tiny-b", "tiny-v1", seed=2)
+    write_tiny_checkpoint(ckpts, "tiny-inpaint", "tiny-v1-inpainting", seed=3)
+    return root
+
+
+def png_b64(image: Image.Image, **info) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def b64_image(text: str) -> Image.Image:
+    image = Image.open(io.BytesIO(base64.b64decode(text)))
+    image.load()
+    return image
+
+
+def gradient(width: int = 64, height: int = 64) -> Image.Image:
+    x = torch.linspace(0, 255, width).repeat(height, 1)
+    y = torch.linspace(0, 255, height).unsqueeze(1).repeat(1, width)
+    rgb = torch.stack([x, y, 255 - x], dim=-1).to(torch.uint8).numpy()
+    return Image.fromarray(rgb, "RGB")
