@@ -109,8 +109,13 @@ class ModelManager:
             info = checkpoint if isinstance(checkpoint, CheckpointInfo) else self.catalog.require(checkpoint)
             loaded = self._loaded.pop(info.filename, None)
             if loaded is None:
+                previous = self.current.info if self.current else None
                 self._evict(keep=self.max_loaded - 1)
-                loaded = self._read(info)
+                try:
+                    loaded = self._read(info)
+                except Exception:
+                    self._restore(previous)
+                    raise
             self._loaded[info.filename] = loaded
             self._apply_vae_choice(loaded)
             return loaded
@@ -165,6 +170,16 @@ class ModelManager:
             except Exception:  # an extension's bug must not break model loading
                 log.exception("model-loaded callback %r failed", callback)
         return loaded
+
+    def _restore(self, previous: CheckpointInfo | None) -> None:
+        """After a failed switch, bring back the model that was current (best effort)."""
+        if previous is None or previous.filename in self._loaded:
+            return
+        try:
+            self._loaded[previous.filename] = self._read(previous)
+            self._apply_vae_choice(self._loaded[previous.filename])
+        except Exception:
+            log.exception("could not reload %s after a failed switch", previous.title)
 
     def _evict_one(self, filename: str) -> None:
         self._loaded.pop(filename, None)

@@ -39,7 +39,7 @@ import torch
 
 from modules import sd_detect
 from modules.ldm.config import build_from_config, load_config
-from modules.sd_state_dict import CheckpointRefused, read_state_dict, unwrap
+from modules.sd_state_dict import CheckpointRefused, read_state_dict, MappedFile, unwrap
 
 __all__ = ["build_model", "read_state_dict", "model_from_state_dict", "load_model", "load_checkpoint",
            "LoadResult", "CheckpointRefused"]
@@ -102,11 +102,19 @@ def _target_dtype(key: str, expected: torch.Tensor, dtype_vae: torch.dtype) -> t
     return expected.dtype
 
 
-def _assign(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], device, dtype_vae) -> None:
-    """Tensors go in as they are (views of the mmap'd file) when dtype and device already match."""
+def _assign(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], device, dtype_vae,
+            mapped: MappedFile | None = None) -> None:
+    """Tensors go in as they are (views of the mmap'd file) when dtype and device already match;
+    otherwise each is converted, and for a file we mapped ourselves its pages are released at once."""
     expected = model.state_dict()
-    tensors = {k: sd[k].to(device=device, dtype=_target_dtype(k, t, dtype_vae))
-               for k, t in expected.items() if k in sd}
+    tensors = {}
+    for k, t in expected.items():
+        if k not in sd:
+            continue
+        source = sd[k]
+        tensors[k] = source.to(device=device, dtype=_target_dtype(k, t, dtype_vae))
+        if mapped is not None and tensors[k].data_ptr() != source.data_ptr():
+            mapped.release(source)
     model.load_state_dict(tensors, strict=False, assign=True)
 
 
@@ -117,7 +125,7 @@ def model_from_state_dict(state_dict: Mapping[str, torch.Tensor], config=None,
 
 
 def _from_state_dict(state_dict, config, device, dtype, dtype_vae, checkpoint_name,
-                     families=sd_detect.FAMILIES) -> LoadResult:
+                     families=sd_detect.FAMILIES, mapped: MappedFile | None = None) -> LoadResult:
     device = torch.device(device)
     dtype_vae = dtype_vae or dtype
     sd = unwrap(state_dict)
@@ -131,7 +139,7 @@ def _from_state_dict(state_dict, config, device, dtype, dtype_vae, checkpoint_na
     ignored = [k for k in sd if k not in expected]
     if ignored:
         log.info("%s: ignoring %d keys the model does not use (%s, ...)", checkpoint_name, len(ignored), ignored[0])
-    _assign(model, sd, device, dtype_vae)
+    _assign(model, sd, device, dtype_vae, mapped)
     _settle_buffers(model, device)
     if detection and detection.v_config and _probe_v(model, sd):
         log.info("%s: v-prediction detected, using %s", checkpoint_name, detection.v_config)
@@ -158,7 +166,7 @@ def load_checkpoint(path: str | Path, config=None, device: torch.device | str = 
     if config is None:
         config = sd_detect.yaml_beside(path)
     sd = read_state_dict(path)
-    return _from_state_dict(sd, config, device, dtype, dtype_vae, path.name, families)
+    return _from_state_dict(sd, config, device, dtype, dtype_vae, path.name, families, MappedFile(path))
 
 
 def load_model(path: str | Path, config=None, device: torch.device | str = "cpu",

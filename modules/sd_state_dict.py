@@ -11,7 +11,10 @@
 """
 from __future__ import annotations
 
+import ctypes
+import mmap
 import pickle
+import sys
 import zipfile
 from pathlib import Path
 from typing import Mapping
@@ -97,3 +100,46 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if suffix in PICKLE_EXTENSIONS:
         return unwrap(read_pickle(path))
     raise ValueError(f"unknown checkpoint format {suffix!r} for {path.name}: use .safetensors or .ckpt")
+
+
+_MADV_DONTNEED = 4  # Linux
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+class MappedFile:
+    """Where a checkpoint file is memory-mapped in this process (from /proc/self/maps).
+
+    `release(tensor)` drops a tensor's pages from this process's RSS once it was copied (cast or moved
+    to the GPU), so a load never holds the whole file *and* the converted model. It only acts on
+    whole pages inside a private mapping of this very file, of tensors nobody writes to (the copied
+    sources): such pages are read back from the file if touched again, so it changes memory use,
+    never values. Anything else is left alone.
+    """
+
+    def __init__(self, path: Path):
+        self.ranges: list[tuple[int, int]] = []
+        if _libc is None:
+            return
+        target = str(Path(path).resolve())
+        try:
+            lines = Path("/proc/self/maps").read_text().splitlines()
+        except OSError:
+            return
+        for line in lines:
+            parts = line.split(maxsplit=5)
+            if len(parts) == 6 and parts[5] == target and parts[1].endswith("p"):  # private (copy-on-write)
+                start, end = (int(x, 16) for x in parts[0].split("-"))
+                self.ranges.append((start, end))
+
+    def release(self, tensor: torch.Tensor) -> None:
+        if not self.ranges or tensor.device.type != "cpu":
+            return
+        page = mmap.PAGESIZE
+        begin = tensor.data_ptr()
+        finish = begin + tensor.numel() * tensor.element_size()
+        if not any(lo <= begin and finish <= hi for lo, hi in self.ranges):
+            return
+        start = -(-begin // page) * page  # whole pages only: neighbours may still be in use
+        end = finish // page * page
+        if end > start:
+            _libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_DONTNEED)

@@ -132,3 +132,13 @@ def test_concurrent_loads_are_serialised(tree):
     for t in threads:
         t.join()
     assert len(loader.paths) == 1 and len(manager.loaded()) == 1
+
+
+def test_failed_switch_brings_back_the_previous_model(tree):
+    data = (tree / "Stable-diffusion" / "two.safetensors").read_bytes()
+    (tree / "Stable-diffusion" / "broken.safetensors").write_bytes(data[: len(data) // 3])
+    manager = manager_for(tree)
+    manager.load("one")
+    with pytest.raises(ValueError, match="cannot read broken.safetensors: the file is truncated"):
+        manager.load("broken")
+    assert manager.sd_model_name == "one" and len(manager.loaded()) == 1

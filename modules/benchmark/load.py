@@ -1,0 +1,176 @@
+"""Checkpoint load benchmark: time and peak RSS to a ready model, cold and warm page cache.
+
+    python -m modules.benchmark load [--dir DIR] [--keep] [--repeat N] [--fp32]
+
+Writes an SD1.5-size fp16 safetensors with random weights (about 2.1 GB; built from v1-inference on
+the meta device and written tensor by tensor in chunks, so the writer stays small), then measures,
+each in a fresh subprocess:
+- a plain sequential read of the file (the disk/page-cache speed it is compared with);
+- `load_model(path)` (config detected, no yaml) into fp16 on the CPU (what a GPU load reads), then
+  one read of every weight page, so the model is ready to run, not just mapped;
+- with --fp32, the same into fp32 (the CPU policy; casting makes a copy, so RSS is ~3x the file).
+Cold cache: `echo 1 > /proc/sys/vm/drop_caches` when permitted, else posix_fadvise(DONTNEED) on the file.
+Peak RSS is the child's VmHWM (includes mapped file pages and the torch import, reported apart).
+Targets: peak RSS <= 1.3x file size, warm load <= 1.5 s, cold load <= 2x the cold plain read.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+DTYPES = {torch.float16: "F16", torch.float32: "F32", torch.int64: "I64"}
+CHUNK = 1 << 24  # elements generated at a time while writing
+
+
+def write_random_checkpoint(path: Path, config: str = "v1-inference") -> int:
+    """fp16 weights, real schedules and position_ids, in the original key order; returns its size."""
+    from modules.sd_models import build_model
+
+    model = build_model(config, device="meta", dtype=torch.float16)
+    entries, header, offset = [], {}, 0
+    for key, t in model.state_dict().items():
+        dtype = torch.float16 if t.is_floating_point() and t.is_meta else t.dtype
+        nbytes = t.numel() * t.element_size() if dtype != torch.float16 else t.numel() * 2
+        header[key] = {"dtype": DTYPES[dtype], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
+        entries.append((key, t, dtype))
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    generator = torch.Generator().manual_seed(0)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw)
+        for key, t, dtype in entries:
+            if not t.is_floating_point():  # position_ids
+                t = torch.arange(t.shape[-1], dtype=dtype).expand(tuple(t.shape))
+            if not t.is_meta:  # schedules (computed at build time) and position_ids
+                f.write(t.to(dtype).contiguous().numpy().tobytes())
+                continue
+            for start in range(0, t.numel(), CHUNK):
+                n = min(CHUNK, t.numel() - start)
+                f.write((torch.randn(n, generator=generator) * 0.02).to(dtype).numpy().tobytes())
+    return path.stat().st_size
+
+
+def drop_cache(path: Path) -> str:
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("1\n")
+        return "drop_caches"
+    except OSError:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # dirty pages would survive DONTNEED
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+        return "posix_fadvise(DONTNEED)"
+
+
+def peak_rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def child(task: str, path: Path) -> dict:
+    """Runs in the subprocess: the timed part only (imports done before the clock starts)."""
+    torch.set_num_threads(1)
+    from modules.sd_models import load_checkpoint
+
+    baseline = peak_rss()
+    start = time.perf_counter()
+    if task == "read":
+        buf = bytearray(64 << 20)
+        with open(path, "rb", buffering=0) as f:
+            while f.readinto(buf):
+                pass
+        config = None
+    else:
+        result = load_checkpoint(path, dtype=torch.float32 if task == "load-fp32" else torch.float16)
+        config = result.config
+        touched = 0.0
+        for t in result.model.state_dict().values():  # one read per 4 KiB page: the weights are resident
+            flat = t.reshape(-1)
+            touched += float(flat[:: max(1, 4096 // t.element_size())].float().sum())
+    return {"seconds": time.perf_counter() - start, "peak_rss": peak_rss(), "baseline_rss": baseline,
+            "config": config}
+
+
+def measure(task: str, path: Path, cold: bool) -> dict:
+    how = drop_cache(path) if cold else "warm"
+    out = subprocess.run([sys.executable, "-m", "modules.benchmark.load", "--child", task, str(path)],
+                         capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    figures["cache"] = how
+    return figures
+
+
+def _row(name: str, r: dict, size: int) -> str:
+    return (f"{name:<22} {r['seconds']:7.2f} s  peak RSS {r['peak_rss'] / 2**30:5.2f} GiB "
+            f"({r['peak_rss'] / size:4.2f}x file; torch+imports {r['baseline_rss'] / 2**30:4.2f} GiB)  [{r['cache']}]")
+
+
+def run(args) -> int:
+    work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="sd-load-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / "v1-5-random-fp16.safetensors"
+    try:
+        if not path.exists():
+            t = time.perf_counter()
+            write_random_checkpoint(path)
+            print(f"wrote {path} ({path.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - t:.1f} s")
+        size = path.stat().st_size
+        tasks = ["read", "load-fp16"] + (["load-fp32"] if args.fp32 else [])
+        results = {}
+        for _ in range(args.repeat):
+            for task in tasks:
+                for cold in (True, False):
+                    r = measure(task, path, cold)
+                    key = f"{task} {'cold' if cold else 'warm'}"
+                    if key not in results or r["seconds"] < results[key]["seconds"]:
+                        results[key] = r
+        print(f"file {size / 1e9:.2f} GB; best of {args.repeat}; config detected: {results['load-fp16 warm']['config']}")
+        for key, r in results.items():
+            print(_row(key, r, size))
+        cold, warm, read = results["load-fp16 cold"], results["load-fp16 warm"], results["read cold"]
+        print("targets: peak RSS <= 1.3x file: {:.2f}x {}; warm load <= 1.5 s: {:.2f} s {}; "
+              "cold load <= 2x plain read: {:.2f}x {}".format(
+                  cold["peak_rss"] / size, "ok" if cold["peak_rss"] <= 1.3 * size else "MISSED",
+                  warm["seconds"], "ok" if warm["seconds"] <= 1.5 else "MISSED",
+                  cold["seconds"] / read["seconds"], "ok" if cold["seconds"] <= 2 * read["seconds"] else "MISSED"))
+    finally:
+        if not args.keep:
+            shutil.rmtree(work) if not args.dir else path.unlink(missing_ok=True)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m modules.benchmark load", description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", help="where to write the 2.1 GB file (default: a new temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the file for the next run")
+    parser.add_argument("--repeat", type=int, default=1, help="measurements per case; the best is shown")
+    parser.add_argument("--fp32", action="store_true", help="also load into fp32 (the CPU policy; needs ~7 GB RAM)")
+    parser.add_argument("--child", nargs=2, metavar=("TASK", "PATH"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child[0], Path(args.child[1]))))
+        return 0
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
