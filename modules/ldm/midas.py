@@ -215,6 +215,7 @@ class MiDaSInference(nn.Module):
     def __init__(self, cfg: MidasConfig | None = None):
         super().__init__()
         self.model = DPTDepthModel(cfg or MidasConfig())
+        self.net_size = self.model.config.img_size  # the short side depth2img resizes images to
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Prepared input [B, 3, H, W] -> depth [B, 1, H, W] (bicubic back to the input size, as the
