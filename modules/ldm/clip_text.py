@@ -72,6 +72,19 @@ def shared_tokenizer():
     return module.SimpleTokenizer()
 
 
+def init_normal_(tensor: torch.Tensor, std: float) -> None:
+    """N(0, std) init, skipped on the meta device (torch's meta normal_ costs seconds on first use)."""
+    if not tensor.is_meta:
+        nn.init.normal_(tensor, std=std)
+
+
+def embedding(num: int, dim: int) -> nn.Embedding:
+    """nn.Embedding initialised N(0, 1) as torch does, without the slow meta-device init."""
+    weight = torch.empty(num, dim)
+    init_normal_(weight, 1.0)
+    return nn.Embedding(num, dim, _weight=weight)
+
+
 def causal_attention(qkv: torch.Tensor, heads: int) -> torch.Tensor:
     """qkv [B, T, 3C] (q, k, v concatenated) -> [B, T, C], each token sees itself and earlier ones."""
     b, t, c3 = qkv.shape
@@ -176,8 +189,8 @@ class CLIPEncoder(nn.Module):
 class CLIPTextEmbeddings(nn.Module):
     def __init__(self, cfg: TextConfig):
         super().__init__()
-        self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.width)
-        self.position_embedding = nn.Embedding(cfg.max_length, cfg.width)
+        self.token_embedding = embedding(cfg.vocab_size, cfg.width)
+        self.position_embedding = embedding(cfg.max_length, cfg.width)
         # kept for the checkpoint layout only: merged files often carry damaged values (floats,
         # off-by-one), so forward uses arange instead
         self.register_buffer("position_ids", torch.arange(cfg.max_length).expand((1, -1)), persistent=True)
@@ -283,10 +296,10 @@ class OpenCLIPText(nn.Module):
         self.text_projection = nn.Parameter(torch.empty(cfg.width, cfg.embed_dim or cfg.width))
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # 0-d, CLIP's temperature
         self.transformer = OpenCLIPTransformer(cfg)
-        self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.width)
+        self.token_embedding = embedding(cfg.vocab_size, cfg.width)
         self.ln_final = nn.LayerNorm(cfg.width)
-        nn.init.normal_(self.positional_embedding, std=0.01)
-        nn.init.normal_(self.text_projection, std=cfg.width ** -0.5)
+        init_normal_(self.positional_embedding, std=0.01)
+        init_normal_(self.text_projection, std=cfg.width ** -0.5)
 
 
 class FrozenOpenCLIPEmbedder(TextEncoder):

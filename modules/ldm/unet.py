@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import AttentionFn, CrossAttention, SpatialTransformer, sdpa_attention
+from .clip_text import embedding
 
 
 @dataclass
@@ -180,7 +181,7 @@ class UNetModel(nn.Module):
         self.time_embed = nn.Sequential(nn.Linear(cfg.model_channels, time_embed_dim), nn.SiLU(),
                                         nn.Linear(time_embed_dim, time_embed_dim))
         if cfg.num_classes is not None:
-            self.label_emb = nn.Embedding(cfg.num_classes, time_embed_dim)
+            self.label_emb = embedding(cfg.num_classes, time_embed_dim)
 
         self.input_blocks = nn.ModuleList(
             [TimestepEmbedSequential(nn.Conv2d(cfg.in_channels, cfg.model_channels, 3, padding=1))])
