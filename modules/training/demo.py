@@ -1,0 +1,177 @@
+"""Re-create the built-in demo model from a seed: `python -m modules.training.demo`.
+
+Stages (each resumable from its checkpoint in --workdir, so a killed run continues):
+1. autoencoder: the KL autoencoder on synthetic shapes (L1 + KL + patch-GAN, LPIPS if VGG weights exist);
+2. diffusion: UNet and text encoder together on the autoencoder's latents (eps objective);
+3. export: EMA weights -> fp16 safetensors in the SD-v1 layout + the yaml next to it.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from .train_autoencoder import AutoencoderTraining, init_low_logvar, latent_scale_factor, train_autoencoder
+from .train_diffusion import DiffusionTraining, train_diffusion
+
+log = logging.getLogger("demo")
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_OUT = ROOT / "models" / "Stable-diffusion" / "demo"
+IMAGE_SIZE = 64
+
+# first_stage_config.params of the demo yaml: f8 (64x64 -> 8x8x4), 32 channels (GroupNorm needs 32)
+FIRST_STAGE_PARAMS = {
+    "embed_dim": 4,
+    "ddconfig": {
+        "double_z": True, "z_channels": 4, "resolution": IMAGE_SIZE, "in_channels": 3, "out_ch": 3,
+        "ch": 32, "ch_mult": [1, 1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0,
+    },
+}
+
+UNET_PARAMS = {  # 8x8 latents, two levels (8x8, 4x4), cross-attention at both
+    "image_size": 8, "in_channels": 4, "out_channels": 4, "model_channels": 64,
+    "attention_resolutions": [1, 2], "num_res_blocks": 1, "channel_mult": [1, 2], "num_heads": 4,
+    "use_spatial_transformer": True, "transformer_depth": 1, "context_dim": 64,
+    "use_checkpoint": False, "legacy": False,
+}
+# CLIP ViT-L/14's layout at width 64 with 2 layers; the vocabulary stays 49408 (the real tokenizer)
+TEXT_PARAMS = {"width": 64, "layers": 2, "heads": 2}
+
+
+def demo_config(scale_factor: float, parameterization: str = "eps") -> dict:
+    """The demo model's yaml, in the original LDM schema (configs/v1-inference.yaml, tiny sizes)."""
+    return {"model": {
+        "base_learning_rate": 1.0e-3,
+        "target": "ldm.models.diffusion.ddpm.LatentDiffusion",
+        "params": {
+            "linear_start": 0.00085, "linear_end": 0.012, "num_timesteps_cond": 1, "log_every_t": 200,
+            "timesteps": 1000, "first_stage_key": "jpg", "cond_stage_key": "txt",
+            "image_size": IMAGE_SIZE // 8, "channels": 4, "cond_stage_trainable": True,
+            "conditioning_key": "crossattn", "monitor": "val/loss_simple_ema",
+            "scale_factor": round(scale_factor, 5), "use_ema": False, "parameterization": parameterization,
+            "unet_config": {"target": "ldm.modules.diffusionmodules.openaimodel.UNetModel",
+                            "params": UNET_PARAMS},
+            "first_stage_config": {"target": "ldm.models.autoencoder.AutoencoderKL",
+                                   "params": {**FIRST_STAGE_PARAMS, "monitor": "val/rec_loss",
+                                              "lossconfig": {"target": "torch.nn.Identity"}}},
+            "cond_stage_config": {"target": "ldm.modules.encoders.modules.FrozenCLIPEmbedder",
+                                  "params": TEXT_PARAMS},
+        },
+    }}
+
+
+def build_autoencoder(seed: int):
+    from modules.ldm.autoencoder import AutoencoderConfig, AutoencoderKL
+
+    torch.manual_seed(seed)
+    ae = AutoencoderKL(AutoencoderConfig.from_params(FIRST_STAGE_PARAMS))
+    return ae
+
+
+def stage_autoencoder(args) -> torch.nn.Module:
+    ae = build_autoencoder(args.seed)
+    cfg = AutoencoderTraining(steps=args.ae_steps, image_size=IMAGE_SIZE, vgg_path=args.vgg)
+    cfg.loss.disc_start = args.ae_steps * 2 // 3  # GAN for the last third: sharp edges once L1 has converged
+    init_low_logvar(ae, cfg.initial_logvar)
+    t0 = time.monotonic()
+    train_autoencoder(ae, cfg, args.seed, args.workdir / "autoencoder.pt")
+    log.info("autoencoder stage: %.1f min", (time.monotonic() - t0) / 60)
+    return ae
+
+
+def trained_autoencoder_state(workdir: Path) -> dict:
+    path = workdir / "autoencoder.pt"
+    if not path.is_file():
+        raise ValueError(f"no trained autoencoder at {path}: run the autoencoder stage first")
+    return torch.load(path, map_location="cpu", weights_only=True)["modules"]["ae"]
+
+
+def build_demo_model(args):
+    """The full LatentDiffusion with the trained autoencoder and a seeded random UNet / text encoder."""
+    from modules.ldm.config import build_from_config
+
+    ae = build_autoencoder(args.seed)
+    ae.load_state_dict(trained_autoencoder_state(args.workdir))
+    scale_factor = latent_scale_factor(ae, args.seed, image_size=IMAGE_SIZE)
+    config = demo_config(scale_factor)
+    torch.manual_seed(args.seed + 2)
+    model = build_from_config(config)
+    model.first_stage_model.load_state_dict(ae.state_dict())
+    return model, config
+
+
+def quick_eval(model, step: int) -> None:
+    """A few seeds of the test prompts with the real sampler, logged during training."""
+    from .evaluate import measure, standard_prompts, summary
+
+    t0 = time.monotonic()
+    results = measure(model, standard_prompts(), list(range(4)), steps=15)
+    log.info("step %d: %s (eval %.0f s)", step, {k: round(v, 2) for k, v in summary(results).items()},
+             time.monotonic() - t0)
+
+
+def stage_diffusion(args):
+    model, config = build_demo_model(args)
+    cfg = DiffusionTraining(steps=args.unet_steps, image_size=IMAGE_SIZE, eval_every=args.eval_every)
+    t0 = time.monotonic()
+    trainer = train_diffusion(model, cfg, args.seed, args.workdir / "diffusion.pt", quick_eval)
+    log.info("diffusion stage: %.1f min", (time.monotonic() - t0) / 60)
+    return model, config, trainer
+
+
+def stage_export(args):
+    from .export import export
+    from .train_diffusion import swapped_in_ema
+
+    model, config = build_demo_model(args)
+    cfg = DiffusionTraining(steps=args.unet_steps, image_size=IMAGE_SIZE)
+    from .trainer import OptimizerSpec, Trainer
+    from .train_diffusion import trainable
+
+    nets = trainable(model)
+    trainer = Trainer(nets, {"diffusion": OptimizerSpec([p for n in nets.values() for p in n.parameters()], cfg.lr)},
+                      cfg.steps, args.seed, ema={n: cfg.ema_decay for n in nets},
+                      checkpoint=args.workdir / "diffusion.pt")
+    path = args.out / "demo.safetensors"
+    with swapped_in_ema(model, trainer):
+        export(model, config, path, metadata={"seed": str(args.seed), "steps": str(trainer.step),
+                                              "trained_by": "python -m modules.training.demo"})
+    log.info("wrote %s (%.1f MB) and %s, diffusion step %d", path, path.stat().st_size / 1e6,
+             path.with_suffix(".yaml"), trainer.step)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stage", choices=["autoencoder", "diffusion", "export", "all"], default="all")
+    p.add_argument("--workdir", type=Path, default=ROOT / "tmp" / "demo-training",
+                   help="checkpoints for resuming (default: tmp/demo-training)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where demo.safetensors + demo.yaml go")
+    p.add_argument("--ae-steps", type=int, default=1000)
+    p.add_argument("--unet-steps", type=int, default=2000)
+    p.add_argument("--eval-every", type=int, default=250, help="steps between quick evaluations (0: none)")
+    p.add_argument("--vgg", type=Path, default=ROOT / "models" / "VGG" / "vgg16-397923af.pth",
+                   help="torchvision VGG16 weights for the LPIPS loss (skipped when absent)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    args = parse_args(argv)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.stage in ("autoencoder", "all"):
+        stage_autoencoder(args)
+    if args.stage in ("diffusion", "all"):
+        stage_diffusion(args)
+    if args.stage in ("export", "all"):
+        stage_export(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""The LDM denoising objective (Ho et al. 2020; Rombach et al. 2022), eps or v (Salimans & Ho 2022).
+
+Works on any model with the LatentDiffusion contract: `apply_model(x_noisy, t, cond)`,
+`alphas_cumprod` (1000 values) and `parameterization` ("eps" or "v").
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _expand(a: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:
+    return a.to(t.device)[t].float().reshape(-1, *([1] * (ndim - 1)))
+
+
+def q_sample(x_start: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
+             alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps (DDPM eq. 4)."""
+    abar = _expand(alphas_cumprod, t, x_start.ndim)
+    return abar.sqrt() * x_start + (1 - abar).sqrt() * noise
+
+
+def target(parameterization: str, x_start: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
+           alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """What the network predicts: eps, or v = sqrt(abar) eps - sqrt(1 - abar) x_0."""
+    if parameterization == "eps":
+        return noise
+    if parameterization == "v":
+        abar = _expand(alphas_cumprod, t, x_start.ndim)
+        return abar.sqrt() * noise - (1 - abar).sqrt() * x_start
+    raise ValueError(f"unknown parameterization {parameterization!r}; use 'eps' or 'v'")
+
+
+def min_snr_weight(parameterization: str, t: torch.Tensor, alphas_cumprod: torch.Tensor,
+                   gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma loss weights (Hang et al. 2023): stop easy, low-noise steps from dominating."""
+    abar = alphas_cumprod.to(t.device)[t].float()
+    snr = abar / (1 - abar)
+    clipped = snr.clamp(max=gamma)
+    return clipped / snr if parameterization == "eps" else clipped / (snr + 1)
+
+
+def diffusion_loss(model, z: torch.Tensor, cond, generator: torch.Generator | None = None,
+                   snr_gamma: float | None = None) -> torch.Tensor:
+    """Mean squared error of the model's prediction at a random timestep per sample.
+
+    z: scaled latents [B, C, h, w] (`get_first_stage_encoding` output); cond as `apply_model` takes it.
+    """
+    alphas_cumprod = model.alphas_cumprod
+    num_timesteps = alphas_cumprod.shape[0]
+    t = torch.randint(0, num_timesteps, (z.shape[0],), generator=generator, device="cpu").to(z.device)
+    noise = torch.randn(z.shape, generator=generator, device="cpu").to(z.device, z.dtype)
+    x_noisy = q_sample(z, t, noise, alphas_cumprod).to(z.dtype)
+    out = model.apply_model(x_noisy, t, cond)
+    tgt = target(model.parameterization, z, t, noise, alphas_cumprod)
+    per_sample = F.mse_loss(out.float(), tgt.float(), reduction="none").mean(dim=(1, 2, 3))
+    if snr_gamma is not None:
+        per_sample = per_sample * min_snr_weight(model.parameterization, t, alphas_cumprod, snr_gamma)
+    return per_sample.mean()

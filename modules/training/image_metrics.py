@@ -1,0 +1,73 @@
+"""What a generated shapes image shows: foreground mask, dominant colour, side and shape.
+
+Used to measure the demo model (does "a red circle on the left" give a red circle on the left?) and
+to weight the autoencoder's reconstruction loss towards the foreground. Works on uint8 RGB arrays
+[H, W, 3]; the background colour is taken from the image border, so no scene description is needed.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .shapes import COLORS
+
+FOREGROUND_DISTANCE = 60.0  # RGB distance from the background that counts as foreground
+
+
+def background_color(image: np.ndarray) -> np.ndarray:
+    """Median colour of the one-pixel border."""
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]]).astype(np.float32)
+    return np.median(border, axis=0)
+
+
+def foreground_mask(image: np.ndarray, distance: float = FOREGROUND_DISTANCE) -> np.ndarray:
+    """bool [H, W]: pixels far from the border's colour."""
+    diff = image.astype(np.float32) - background_color(image)
+    return np.sqrt((diff ** 2).sum(-1)) > distance
+
+
+def color_share(image: np.ndarray, color: str) -> float:
+    """Share of all pixels whose nearest palette colour is `color` and that are foreground."""
+    mask = foreground_mask(image)
+    return float((nearest_color(image) == color)[mask].sum() / mask.size)
+
+
+def nearest_color(image: np.ndarray) -> np.ndarray:
+    """str [H, W]: the name of the nearest palette colour for every pixel."""
+    names = list(COLORS)
+    palette = np.array([COLORS[n] for n in names], dtype=np.float32)
+    dist = ((image.astype(np.float32)[..., None, :] - palette) ** 2).sum(-1)
+    return np.array(names)[dist.argmin(-1)]
+
+
+def dominant_color(image: np.ndarray) -> str | None:
+    """The palette colour most foreground pixels are nearest to; None when there is no foreground."""
+    mask = foreground_mask(image)
+    if mask.sum() < 4:
+        return None
+    names, counts = np.unique(nearest_color(image)[mask], return_counts=True)
+    return str(names[counts.argmax()])
+
+
+def side(image: np.ndarray) -> str | None:
+    """"left" or "right": which half holds the foreground's centre of mass."""
+    mask = foreground_mask(image)
+    if mask.sum() < 4:
+        return None
+    cx = np.nonzero(mask)[1].mean() + 0.5
+    return "left" if cx < image.shape[1] / 2 else "right"
+
+
+def shape(image: np.ndarray) -> str | None:
+    """"square", "circle" or "triangle" from how much of its bounding box the foreground fills
+    (1, pi/4 and 1/2 for ideal shapes)."""
+    mask = foreground_mask(image)
+    if mask.sum() < 4:
+        return None
+    ys, xs = np.nonzero(mask)
+    box = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+    fill = mask.sum() / box
+    if fill > 0.9:
+        return "square"
+    if fill < 0.66:
+        return "triangle"
+    return "circle"

@@ -1,0 +1,77 @@
+"""First stage: train a KL autoencoder on the synthetic shapes (LDM recipe, see autoencoder_loss)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import shapes
+from .autoencoder_loss import AutoencoderLoss, AutoencoderLossConfig
+from .discriminator import NLayerDiscriminator
+from .lpips import load_lpips
+from .trainer import OptimizerSpec, Trainer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AutoencoderTraining:
+    steps: int = 1800
+    batch_size: int = 16
+    image_size: int = 64
+    lr: float = 5e-4
+    warmup_steps: int = 100
+    initial_logvar: float = -6.0  # start the posterior nearly deterministic: faster, sharper early on
+    disc_ndf: int = 32
+    disc_layers: int = 2
+    loss: AutoencoderLossConfig = field(default_factory=lambda: AutoencoderLossConfig(disc_start=1200))
+    vgg_path: Path | None = None  # torchvision vgg16 weights for LPIPS; skipped when absent
+    lpips_lin_path: Path | None = None
+
+
+def init_low_logvar(ae, logvar: float) -> None:
+    """Shift quant_conv's log-variance outputs (second half of its channels) to `logvar`."""
+    with torch.no_grad():
+        ae.quant_conv.bias[ae.quant_conv.out_channels // 2:] = logvar
+
+
+def train_autoencoder(ae, cfg: AutoencoderTraining, seed: int, checkpoint: Path | None = None) -> Trainer:
+    """Train `ae` (an AutoencoderKL) in place; returns the trainer (its step tells how far it got)."""
+    lpips = load_lpips(cfg.vgg_path, cfg.lpips_lin_path)
+    if lpips is None:
+        log.warning("LPIPS skipped: no VGG16 weights file at %s (perceptual loss needs one; "
+                    "L1 + KL + patch-GAN are used)", cfg.vgg_path)
+    torch.manual_seed(seed + 1)
+    disc = NLayerDiscriminator(ndf=cfg.disc_ndf, n_layers=cfg.disc_layers)
+    loss = AutoencoderLoss(disc, cfg.loss, lpips)
+    trainer = Trainer(
+        modules={"ae": ae, "disc": disc},
+        optimizers={
+            # Adam betas (0.5, 0.9) as the LDM autoencoder configs; sum-per-image losses: no clipping
+            "ae": OptimizerSpec(list(ae.parameters()), cfg.lr, (0.5, 0.9), warmup_steps=cfg.warmup_steps,
+                                cosine_to=0.1, grad_clip=None),
+            "disc": OptimizerSpec(list(disc.parameters()), cfg.lr, (0.5, 0.9), grad_clip=None),
+        },
+        total_steps=cfg.steps, seed=seed, checkpoint=checkpoint, desc="autoencoder",
+    )
+
+    def step_fn(step, rng, gen):
+        x = torch.from_numpy(shapes.batch(rng, cfg.batch_size, cfg.image_size, drop=False)[0])
+        posterior = ae.encode(x)
+        x_rec = ae.decode(posterior.sample(gen))
+        g_loss, info = loss.generator_loss(x, x_rec, posterior, step, ae.decoder.conv_out.weight)
+        return {"ae": g_loss, "disc": loss.discriminator_loss(x, x_rec, step)}, info
+
+    trainer.run(step_fn)
+    return trainer
+
+
+@torch.no_grad()
+def latent_scale_factor(ae, seed: int, n: int = 256, image_size: int = 64) -> float:
+    """1 / std of the latents, so the UNet sees unit variance (how SD's 0.18215 was chosen)."""
+    import numpy as np
+
+    x = torch.from_numpy(shapes.batch(np.random.default_rng(seed), n, image_size, drop=False)[0])
+    return float(1.0 / ae.encode(x).mode().flatten().std())

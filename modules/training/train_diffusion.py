@@ -1,0 +1,96 @@
+"""Second stage: train the UNet and the text encoder together on the frozen autoencoder's latents.
+
+The text encoder is trained too (the original SD used a frozen pretrained CLIP; ours starts random
+and the caption vocabulary is tiny, so learning it jointly is what makes prompts mean something).
+Captions are empty 10% of the time (see shapes.EMPTY_CAPTION_P): the unconditional prediction that
+classifier-free guidance needs.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import shapes
+from .diffusion_loss import diffusion_loss
+from .trainer import OptimizerSpec, Trainer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DiffusionTraining:
+    steps: int = 2000
+    batch_size: int = 32
+    image_size: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    ema_decay: float = 0.995
+    snr_gamma: float | None = 5.0  # min-SNR weighting; None for the plain LDM loss
+    eval_every: int = 0  # steps between evaluations (0: never)
+
+
+def trainable(model) -> dict[str, torch.nn.Module]:
+    """The networks this stage trains, by checkpoint prefix."""
+    return {"unet": model.model.diffusion_model, "text": model.cond_stage_model}
+
+
+def train_diffusion(model, cfg: DiffusionTraining, seed: int, checkpoint: Path | None = None,
+                    evaluate: Callable[[object, int], None] | None = None) -> Trainer:
+    """Train `model` (a LatentDiffusion whose first stage is trained) in place.
+
+    evaluate(model_with_ema_weights, step) is called every cfg.eval_every steps.
+    """
+    model.first_stage_model.eval().requires_grad_(False)
+    nets = trainable(model)
+    params = [p for net in nets.values() for p in net.parameters()]
+    for net in nets.values():
+        net.requires_grad_(True)
+    trainer = Trainer(
+        modules=nets,
+        optimizers={"diffusion": OptimizerSpec(params, cfg.lr, (0.9, 0.99), cfg.weight_decay,
+                                               warmup_steps=cfg.warmup_steps, cosine_to=0.05, grad_clip=1.0)},
+        total_steps=cfg.steps, seed=seed, ema={name: cfg.ema_decay for name in nets},
+        checkpoint=checkpoint, desc=f"diffusion ({model.parameterization})",
+    )
+
+    def step_fn(step, rng, gen):
+        images, captions, _ = shapes.batch(rng, cfg.batch_size, cfg.image_size)
+        with torch.no_grad():
+            z = model.get_first_stage_encoding(model.encode_first_stage(torch.from_numpy(images)), gen)
+        cond = model.get_learned_conditioning(captions)
+        loss = diffusion_loss(model, z, cond, gen, cfg.snr_gamma)
+        return {"diffusion": loss}, {"loss": loss.item()}
+
+    def callback(step):
+        if evaluate is not None and cfg.eval_every and step % cfg.eval_every == 0:
+            with swapped_in_ema(model, trainer):
+                evaluate(model, step)
+
+    trainer.run(step_fn, callback)
+    return trainer
+
+
+class swapped_in_ema:
+    """Context manager: the model's trained networks hold their EMA weights inside the block."""
+
+    def __init__(self, model, trainer: Trainer):
+        self.model, self.trainer = model, trainer
+
+    def __enter__(self):
+        self.saved = {}
+        for name, net in trainable(self.model).items():
+            self.saved[name] = {k: v.clone() for k, v in net.state_dict().items()}
+            net.load_state_dict(self.trainer.averaged(name).state_dict())
+            net.eval()
+        return self.model
+
+    def __exit__(self, *exc):
+        for name, net in trainable(self.model).items():
+            net.load_state_dict(self.saved[name])
+            net.train()
+        return False
