@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from k_diffusion import sampling as k_sampling
 
 
 def uniform(n, sigma_min, sigma_max, inner_model, device="cpu"):
@@ -52,14 +51,20 @@ def ddim(n, sigma_min, sigma_max, inner_model, device="cpu"):
 
 
 def karras(n, sigma_min, sigma_max, inner_model=None, device="cpu", rho=7.0):
+    from k_diffusion import sampling as k_sampling  # lazy: importing k_diffusion takes seconds
+
     return k_sampling.get_sigmas_karras(n, sigma_min, sigma_max, rho=rho, device=device)
 
 
 def exponential(n, sigma_min, sigma_max, inner_model=None, device="cpu"):
+    from k_diffusion import sampling as k_sampling
+
     return k_sampling.get_sigmas_exponential(n, sigma_min, sigma_max, device=device)
 
 
 def polyexponential(n, sigma_min, sigma_max, inner_model=None, device="cpu", rho=1.0):
+    from k_diffusion import sampling as k_sampling
+
     return k_sampling.get_sigmas_polyexponential(n, sigma_min, sigma_max, rho=rho, device=device)
 
 
