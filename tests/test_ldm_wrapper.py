@@ -161,6 +161,7 @@ def test_half_precision_weights_keep_fp32_schedule_and_io():
     model = make_tiny_model("tiny-v2", dtype=torch.bfloat16)
     assert model.model.diffusion_model.out[2].weight.dtype == torch.bfloat16
     assert model.alphas_cumprod.dtype == torch.float32
+    assert model.dtype == torch.bfloat16 and model.device == torch.device("cpu")
     x = torch.randn(1, 4, 8, 8)
     with torch.no_grad():
         context = model.get_learned_conditioning(["a cat"])

@@ -16,7 +16,7 @@ Sizes come from `cond_stage_config.params` (the official yaml files name none):
   vocab_size token embedding rows (49408: the BPE vocabulary; keep it for the real tokenizer)
   max_length positions (77)
   embed_dim  v2 only: columns of `text_projection` (1024), unused for conditioning
-  layer      v1: "last" only; v2: "penultimate" (default) or "last"
+  layer      v2: "penultimate" (default) or "last"; ignored on v1 (clip skip decides, as in A1111)
 Tokenizer: open_clip's SimpleTokenizer (the same BPE for v1 and v2), created once and shared.
 """
 from __future__ import annotations
@@ -120,7 +120,8 @@ class TextEncoder(nn.Module):
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         """ids [B, T] -> token embeddings [B, T, C] (no positions)."""
-        return self.token_embedding_layer()(ids.to(self.token_embedding_layer().weight.device))
+        layer = self.token_embedding_layer()
+        return layer(ids.to(layer.weight.device))
 
     def encode_tokens(self, ids: torch.Tensor, clip_skip: int = 1) -> torch.Tensor:
         """ids [B, 77] -> hidden states [B, 77, C]."""
@@ -216,10 +217,7 @@ class FrozenCLIPEmbedder(TextEncoder):
     id_pad = ID_END
 
     def __init__(self, config: TextConfig):
-        if config.layer != "last":
-            raise ValueError(f"FrozenCLIPEmbedder layer={config.layer!r} is not supported: use 'last' "
-                             "(clip skip chooses earlier layers at generation time)")
-        super().__init__(config)
+        super().__init__(config)  # config.layer is ignored, as A1111 does: clip skip decides per generation
         self.transformer = CLIPTextModel(config)
 
     def token_embedding_layer(self) -> nn.Embedding:

@@ -125,6 +125,16 @@ class LatentDiffusion(nn.Module):
         _register_schedule(self, make_schedule(c.linear_start, c.linear_end, c.timesteps), device)
 
     @property
+    def device(self) -> torch.device:
+        """Where the UNet's weights are (the original is a Lightning module with this property)."""
+        return self.model.diffusion_model.time_embed[0].weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The UNet's weight dtype (the VAE's may differ: --no-half-vae)."""
+        return self.model.diffusion_model.time_embed[0].weight.dtype
+
+    @property
     def vae_scale_factor(self) -> int:
         """Pixels per latent cell along each side: 2 ** (len(ch_mult) - 1) (8 for SD, 4 for x4)."""
         return self.first_stage_model.downsampling_factor
