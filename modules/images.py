@@ -1,0 +1,283 @@
+"""Saving outputs as A1111 does, grids, upload size checks, and the cheap latent preview.
+
+Files go to `<outdir>/<directory pattern, default [date]>/<NNNNN>-<file pattern, default [seed]>.<ext>`
+with NNNNN the next number after the highest in that folder. A file is never overwritten: it is
+written to a temp file and hard-linked into place (the link fails if the name was taken meanwhile,
+and the next number is tried), so a reader never sees half an image.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import math
+import os
+import re
+import string
+import tempfile
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageColor
+
+from modules.image_metadata import encode_image, read_info_from_image  # noqa: F401 - re-exported
+
+INVALID_FILENAME_CHARS = '#<>:"/\\|?*\n\r\t'
+MAX_FILENAME_PART_LENGTH = 128
+RE_NONLETTERS = re.compile(r"[\s" + re.escape(string.punctuation) + "]+")
+RE_PATTERN = re.compile(r"(.*?)(?:\[([^\[\]]+)\]|$)")
+RE_PATTERN_ARG = re.compile(r"(.*)<([^>]*)>$")
+
+
+def sanitize_filename_part(text: str | None, replace_spaces: bool = True) -> str | None:
+    if text is None:
+        return None
+    if replace_spaces:
+        text = text.replace(" ", "_")
+    text = text.translate({ord(c): "_" for c in INVALID_FILENAME_CHARS})
+    return text.lstrip(" ")[:MAX_FILENAME_PART_LENGTH].rstrip(" .")
+
+
+def _attr(obj, *names, default=None):
+    for name in names:
+        value = obj
+        for part in name.split("."):
+            value = getattr(value, part, None)
+            if value is None:
+                break
+        if value is not None:
+            return value
+    return default
+
+
+class FilenameGenerator:
+    """Expands A1111's filename tokens ([seed], [prompt_spaces], [date], [datetime<%Y%m%d>], ...);
+    unknown tokens stay as written. p: the processing object (read with getattr), may be None."""
+
+    def __init__(self, p=None, seed=None, prompt: str | None = None, image: Image.Image | None = None,
+                 max_prompt_words: int = 8, now: datetime.datetime | None = None):
+        self.p, self.seed, self.prompt, self.image = p, seed, prompt, image
+        self.max_prompt_words = max_prompt_words
+        self.now = now or datetime.datetime.now()
+
+    def _prompt_words(self):
+        words = [w for w in RE_NONLETTERS.split(self.prompt or "") if w] or ["empty"]
+        return sanitize_filename_part(" ".join(words[: self.max_prompt_words]), replace_spaces=False)
+
+    def _datetime(self, fmt="%Y%m%d%H%M%S", *_):
+        return self.now.strftime(fmt)
+
+    def replacements(self) -> dict:
+        p = self.p
+        seeds = _attr(p, "all_seeds") or [self.seed]
+        return {
+            "seed": lambda: self.seed,
+            "seed_first": lambda: seeds[0],
+            "seed_last": lambda: seeds[-1],
+            "steps": lambda: _attr(p, "steps"),
+            "cfg": lambda: _attr(p, "cfg_scale"),
+            "width": lambda: self.image.width if self.image else _attr(p, "width"),
+            "height": lambda: self.image.height if self.image else _attr(p, "height"),
+            "sampler": lambda: sanitize_filename_part(_attr(p, "sampler.name", "sampler_name"), False),
+            "scheduler": lambda: _attr(p, "scheduler_info.label", "scheduler"),
+            "model_hash": lambda: _attr(p, "env.model_hash"),
+            "model_name": lambda: sanitize_filename_part(_attr(p, "env.model_name"), False),
+            "date": lambda: self.now.strftime("%Y-%m-%d"),
+            "datetime": self._datetime,
+            "job_timestamp": lambda: _attr(p, "job_timestamp") or self._datetime(),
+            "prompt": lambda: sanitize_filename_part(self.prompt),
+            "prompt_spaces": lambda: sanitize_filename_part(self.prompt, replace_spaces=False),
+            "prompt_words": self._prompt_words,
+            "prompt_hash": lambda *a: hashlib.sha256((self.prompt or "").encode()).hexdigest()[: int(a[0]) if a else 8],
+            "batch_number": lambda: _attr(p, "batch_index"),
+            "generation_number": lambda: _attr(p, "iteration"),
+            "denoising": lambda: _attr(p, "denoising_strength"),
+            "user": lambda: _attr(p, "user"),
+            "none": lambda: "",
+        }
+
+    def apply(self, pattern: str) -> str:
+        table = self.replacements()
+        out = ""
+        for m in RE_PATTERN.finditer(pattern):
+            text, token = m.groups()
+            if token is None:
+                out += text
+                continue
+            args = []
+            while (arg := RE_PATTERN_ARG.match(token)) is not None:
+                token, value = arg.groups()
+                args.insert(0, value)
+            fn = table.get(token.lower())
+            value = fn(*args) if fn is not None else None
+            out += text + (str(value) if value is not None else f"[{token}]")
+        return out
+
+
+def next_sequence_number(path: Path, basename: str = "") -> int:
+    """One more than the highest leading number among the folder's files (A1111's counter)."""
+    prefix = f"{basename}-" if basename else ""
+    highest = -1
+    if path.is_dir():
+        for name in os.listdir(path):
+            if name.startswith(prefix) and (path / name).is_file():
+                first = os.path.splitext(name[len(prefix):])[0].split("-")[0]
+                if first.isdigit():
+                    highest = max(highest, int(first))
+    return highest + 1
+
+
+def write_new_file(path: Path, data: bytes) -> bool:
+    """Atomically create `path` with `data`; False (and nothing written) if it already exists."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)  # fails if the name exists: never overwrite
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here (some network/FAT file systems)
+            if path.exists():
+                return False
+            os.replace(tmp, path)
+        return True
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _inside(folder: Path, path: Path) -> Path:
+    resolved = path.resolve()
+    if not resolved.is_relative_to(folder.resolve()):
+        raise ValueError(f"the file name pattern leads outside the output folder {folder}: {path}")
+    return path
+
+
+def save_image(image: Image.Image, path, basename: str = "", seed=None, prompt: str | None = None,
+               extension: str | None = None, info: str | None = None, short_filename: bool = False,
+               forced_filename: str | None = None, p=None, opts=None, grid: bool = False,
+               existing_info: dict | None = None, callbacks=None, suffix: str = "",
+               save_to_dirs: bool | None = None) -> tuple[str, None]:
+    """Save like A1111's images.save_image; returns (file path, None). Settings read from opts:
+    samples_format / grid_format, samples_filename_pattern, save_to_dirs, directories_filename_pattern,
+    enable_pnginfo, jpeg_quality, webp_lossless, directories_max_prompt_words."""
+    o = lambda name, default: getattr(opts, name, default) if opts is not None else default  # noqa: E731
+    if grid and not basename:
+        basename, short_filename = "grid", True
+    extension = (extension or o("grid_format" if grid else "samples_format", "png")).lower().lstrip(".")
+    folder = Path(path)
+    namegen = FilenameGenerator(p, seed, prompt, image, max_prompt_words=o("directories_max_prompt_words", 8))
+    if save_to_dirs is None:
+        save_to_dirs = o("save_to_dirs", True)
+    if save_to_dirs:
+        dirname = namegen.apply(o("directories_filename_pattern", "") or "[date]").strip(" \\/")
+        folder = _inside(Path(path), folder / dirname)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    pnginfo = dict(existing_info or {})
+    if info and o("enable_pnginfo", True):
+        pnginfo["parameters"] = info
+    params = None
+    if callbacks is not None and (callbacks.on_before_image_saved or callbacks.on_image_saved):
+        from modules.processing_types import ImageSaveParams
+
+        params = ImageSaveParams(image, p, "", pnginfo)
+        for callback in callbacks.on_before_image_saved:
+            callback(params)
+        image, pnginfo = params.image, params.pnginfo
+
+    data = encode_image(image, extension, pnginfo.get("parameters"), pnginfo,
+                        quality=o("jpeg_quality", 80), lossless=o("webp_lossless", False))
+    if forced_filename is not None:
+        target = _inside(folder, folder / f"{sanitize_filename_part(forced_filename, False)}.{extension}")
+        if not write_new_file(target, data):
+            raise FileExistsError(f"{target} exists already: outputs are never overwritten")
+    else:
+        if short_filename or seed is None:
+            decoration = ""
+        else:
+            default = "[seed]" if save_to_dirs else "[seed]-[prompt_spaces]"
+            decoration = namegen.apply(o("samples_filename_pattern", "") or default)
+        decoration = sanitize_filename_part(decoration + suffix, replace_spaces=False)
+        decoration = f"-{decoration}" if decoration else ""
+        number = next_sequence_number(folder, basename)
+        for attempt in range(1000):
+            stem = f"{number + attempt:05}" if not basename else f"{basename}-{number + attempt:04}"
+            target = folder / f"{stem}{decoration}.{extension}"
+            if not target.exists() and write_new_file(target, data):
+                break
+        else:
+            raise FileExistsError(f"no free file name in {folder}")
+    if params is not None:
+        params.filename = str(target)
+        for callback in callbacks.on_image_saved:
+            callback(params)
+    return str(target), None
+
+
+def image_grid(imgs: list[Image.Image], batch_size: int = 1, rows: int | None = None, n_rows: int = -1,
+               prevent_empty_spots: bool = False, background: str = "#ffffff") -> Image.Image:
+    """Images in a grid. rows: explicit; else n_rows > 0 (setting), n_rows == 0 (one row per batch),
+    or automatic (A1111: round(sqrt(n)), or the largest divisor <= sqrt(n) to avoid empty spots)."""
+    if not imgs:
+        raise ValueError("image_grid needs at least one image")
+    if rows is None:
+        if n_rows > 0:
+            rows = n_rows
+        elif n_rows == 0:
+            rows = batch_size
+        elif prevent_empty_spots:
+            rows = math.floor(math.sqrt(len(imgs)))
+            while len(imgs) % rows != 0:
+                rows -= 1
+        else:
+            rows = round(math.sqrt(len(imgs)))
+    rows = max(1, min(rows, len(imgs)))
+    cols = math.ceil(len(imgs) / rows)
+    w, h = map(max, zip(*(img.size for img in imgs)))
+    grid = Image.new("RGB", (cols * w, rows * h), ImageColor.getcolor(background, "RGB"))
+    for i, img in enumerate(imgs):
+        dx, dy = (w - img.width) // 2, (h - img.height) // 2  # smaller images are centred in their cell
+        grid.paste(img, (i % cols * w + dx, i // cols * h + dy))
+    return grid
+
+
+def check_image_size(width: int, height: int, max_side: int, max_pixels: int | None = None) -> None:
+    """Refuse images larger than the img_max_size setting (uploads and requested sizes)."""
+    if width < 1 or height < 1:
+        raise ValueError(f"image size {width}x{height} is empty")
+    if width > max_side or height > max_side:
+        raise ValueError(f"image is {width}x{height}, larger than the limit of {max_side} pixels per side "
+                         "(setting img_max_size): make it smaller")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ValueError(f"image is {width}x{height} = {width * height} pixels, more than the limit of "
+                         f"{max_pixels}: make it smaller")
+
+
+# SD v1/v2 latent (already multiplied by the scale factor) -> RGB in [-1, 1]: a linear fit of the
+# VAE decoder per latent channel, widely used for previews (A1111 "Approx cheap", InvokeAI, ComfyUI).
+LATENT_RGB_FACTORS = torch.tensor([
+    #  R       G       B
+    [0.298, 0.207, 0.208],
+    [0.187, 0.286, 0.173],
+    [-0.158, 0.189, 0.264],
+    [-0.184, -0.271, -0.473],
+])
+
+
+def approx_latent_to_rgb(latent: torch.Tensor) -> torch.Tensor:
+    """(B, 4, h, w) latents -> (B, 3, h, w) in [0, 1] at latent resolution."""
+    if latent.ndim != 4 or latent.shape[1] != LATENT_RGB_FACTORS.shape[0]:
+        raise ValueError(f"approx preview needs (B, 4, h, w) SD latents, got {tuple(latent.shape)}")
+    rgb = torch.einsum("blhw,lr->brhw", latent.float().cpu(), LATENT_RGB_FACTORS)
+    return ((rgb + 1) / 2).clamp(0, 1)
+
+
+def approx_latent_preview(latent: torch.Tensor, sd_model=None) -> Image.Image:
+    """A cheap preview image of a batch of latents (a grid when there are several)."""
+    rgb = approx_latent_to_rgb(latent)
+    pixels = (rgb * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    imgs = [Image.fromarray(p) for p in pixels]
+    return imgs[0] if len(imgs) == 1 else image_grid(imgs)
