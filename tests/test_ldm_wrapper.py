@@ -169,3 +169,10 @@ def test_half_precision_weights_keep_fp32_schedule_and_io():
         assert out.dtype == torch.float32  # the sampler's dtype is kept
         ref = make_tiny_model("tiny-v2").apply_model(x, torch.tensor([500]), context.float())
     assert F.cosine_similarity(out.flatten(), ref.flatten(), dim=0) > 0.99
+
+
+def test_latent_sizes_not_divisible_by_the_unet_depth(v1):
+    """A 72 px image has a 9-cell latent (9 -> 5 -> up 10): resized to the skip size, as A1111."""
+    with torch.no_grad():
+        out = v1.apply_model(torch.randn(1, 4, 9, 7), torch.tensor([10]), torch.randn(1, 77, 32))
+    assert out.shape == (1, 4, 9, 7) and torch.isfinite(out).all()

@@ -99,7 +99,7 @@ def _import(spec: str) -> Optional[Callable]:
         return None
 
 
-def _build_depth_model(params: dict, section: Optional[dict]):
+def _build_depth_model(section: Optional[dict]):
     if section is None:
         return None
     builder = _import(DEPTH_TARGETS[_target(section, "depth_stage_config", DEPTH_TARGETS)])
@@ -139,7 +139,7 @@ def _build(cfg: dict, attention: AttentionFn) -> LatentDiffusion:
     if cls is LatentUpscaleDiffusion:
         args["low_scale_model"] = _build_low_scale_model(params.get("low_scale_config"))
     if cls is LatentDepth2ImageDiffusion:
-        args["depth_model"] = _build_depth_model(params, params.get("depth_stage_config"))
+        args["depth_model"] = _build_depth_model(params.get("depth_stage_config"))
     return cls(**args)
 
 

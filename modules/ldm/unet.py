@@ -243,5 +243,10 @@ class UNetModel(nn.Module):
             hs.append(h)
         h = self.middle_block(h, emb, context)
         for module in self.output_blocks:
-            h = module(torch.cat([h, hs.pop()], dim=1), emb, context)
+            skip = hs.pop()
+            if h.shape[-2:] != skip.shape[-2:]:
+                # sizes not divisible by 2 ** (levels - 1) (e.g. a 520 px image): A1111 resizes the
+                # upsampled map to the skip connection's size, and so do we (same images)
+                h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
+            h = module(torch.cat([h, skip], dim=1), emb, context)
         return self.out(h).to(x.dtype)
