@@ -236,7 +236,7 @@ def image_grid(imgs: list[Image.Image], batch_size: int = 1, rows: int | None = 
             rows = round(math.sqrt(len(imgs)))
     rows = max(1, min(rows, len(imgs)))
     cols = math.ceil(len(imgs) / rows)
-    w, h = map(max, zip(*(img.size for img in imgs)))
+    w, h = map(max, zip(*(img.size for img in imgs), strict=True))
     grid = Image.new("RGB", (cols * w, rows * h), ImageColor.getcolor(background, "RGB"))
     for i, img in enumerate(imgs):
         dx, dy = (w - img.width) // 2, (h - img.height) // 2  # smaller images are centred in their cell

@@ -133,7 +133,7 @@ class ImageRNG:
         noise_shape = self._noise_shape()
         resized = noise_shape != self.shape
         xs = []
-        for i, (seed, generator) in enumerate(zip(self.seeds, self.generators)):
+        for i, (seed, generator) in enumerate(zip(self.seeds, self.generators, strict=True)):
             if resized:
                 noise = randn(seed, noise_shape, self.source, "cpu")
             else:
