@@ -113,8 +113,12 @@ def _assign(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], device, dtyp
             continue
         source = sd[k]
         tensors[k] = source.to(device=device, dtype=_target_dtype(k, t, dtype_vae))
-        if mapped is not None and tensors[k].data_ptr() != source.data_ptr():
+        if mapped is None:
+            continue
+        if tensors[k].data_ptr() != source.data_ptr():
             mapped.release(source)
+        else:
+            mapped.populate(source)  # the model runs on the mapped file itself: read it in now
     model.load_state_dict(tensors, strict=False, assign=True)
 
 

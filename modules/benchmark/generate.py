@@ -1,0 +1,208 @@
+"""txt2img benchmark: our pipeline next to diffusers' StableDiffusionPipeline on the same weights.
+
+    python -m modules.benchmark.generate [--sizes 256,512] [--steps 20] [--device cpu|cuda] [--dir DIR]
+
+Writes an SD1.5-size checkpoint with random weights (modules.benchmark.load), then, each in a fresh
+subprocess so memory figures do not mix: ours = process_images (Euler a, CFG 7, batch 1) on the
+checkpoint loaded by load_model; diffusers = StableDiffusionPipeline built from the same file through
+diffusers' LDM converters (EulerAncestralDiscreteScheduler; prompt embeddings precomputed, as no
+tokenizer files can be fetched here). Reported per size: UNet s/step (both CFG halves), VAE decode
+time, total, and peak RSS during generation (VmHWM reset after loading), or peak VRAM on CUDA.
+The figure that matters is the ratio ours/diffusers (target <= 0.9 of diffusers' time).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+PROMPT = "a photograph of an astronaut riding a horse"
+
+
+def reset_peak_rss() -> None:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _peak_memory(device: str) -> float:
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return peak_rss_mb()
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _step_times(times: list[float]) -> float:
+    return (times[-1] - times[0]) / max(len(times) - 1, 1)
+
+
+def run_ours(path: str, size: int, steps: int, device: str) -> dict:
+    from modules import processing_vae as vae
+    from modules.jobs import Job
+    from modules.options import Options
+    from modules.processing import ProcessingEnv, StableDiffusionProcessingTxt2Img, process_images
+    from modules.sd_models import load_model
+
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    model = load_model(path, device=device, dtype=dtype)
+    opts = Options()
+    opts.update({"samples_save": False, "grid_save": False, "return_grid": False, "live_previews_enable": False})
+    times: list[float] = []
+    job = Job("bench")
+    job.set_step = lambda step, preview=None: (_sync(device), times.append(time.perf_counter()))
+    p = StableDiffusionProcessingTxt2Img(sd_model=model, env=ProcessingEnv(opts=opts, job=job), prompt=PROMPT,
+                                         seed=1, steps=steps, width=size, height=size, sampler_name="Euler a",
+                                         cfg_scale=7.0)
+    reset_peak_rss()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    process_images(p)
+    _sync(device)
+    total = time.perf_counter() - start
+    latent = torch.randn(1, 4, size // 8, size // 8, device=device)
+    t0 = time.perf_counter()
+    vae.decode(model, latent)
+    _sync(device)
+    return {"unet_s_per_step": _step_times(times), "vae_decode_s": time.perf_counter() - t0, "total_s": total,
+            "peak_mb": _peak_memory(device)}
+
+
+def build_diffusers(path: str, device: str):
+    import diffusers
+    import transformers
+    from diffusers.loaders import single_file_utils as sfu
+    from safetensors.torch import load_file
+
+    from modules.ldm.config import load_config
+
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    sd = {k: v.float() for k, v in load_file(path).items()}
+    cfg = load_config("v1-inference")
+    ucfg = sfu.create_unet_diffusers_config_from_ldm(cfg, sd, image_size=512)
+    unet = diffusers.UNet2DConditionModel(**ucfg)
+    unet.load_state_dict(sfu.convert_ldm_unet_checkpoint(sd, ucfg), strict=True)
+    vcfg = sfu.create_vae_diffusers_config_from_ldm(cfg, sd, image_size=512)
+    vae = diffusers.AutoencoderKL(**vcfg)
+    vae.load_state_dict(sfu.convert_ldm_vae_checkpoint(sd, vcfg), strict=True)
+    tcfg = transformers.CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072,
+                                       num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=77,
+                                       hidden_act="quick_gelu", layer_norm_eps=1e-5)
+    text = transformers.CLIPTextModel(tcfg)
+    prefix = "cond_stage_model.transformer." + ("text_model." if getattr(text, "text_model", text) is text else "")
+    text.load_state_dict({k.removeprefix(prefix): v for k, v in sd.items() if k.startswith(prefix)}, strict=False)
+    del sd
+    scheduler = diffusers.EulerAncestralDiscreteScheduler(num_train_timesteps=1000, beta_start=0.00085,
+                                                          beta_end=0.012, beta_schedule="scaled_linear")
+    pipe = diffusers.StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=None, unet=unet,
+                                             scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                             requires_safety_checker=False)
+    return pipe.to(device=device, dtype=dtype)
+
+
+def run_diffusers(path: str, size: int, steps: int, device: str) -> dict:
+    from open_clip.tokenizer import SimpleTokenizer  # CLIP's BPE (offline); the pipeline gets embeddings
+
+    pipe = build_diffusers(path, device)
+    tok = SimpleTokenizer()
+
+    def ids(text):
+        t = tok.encode(text)[:75]
+        return torch.tensor([[49406, *t, 49407] + [49407] * (75 - len(t))], device=device)
+
+    with torch.no_grad():
+        cond = pipe.text_encoder(ids(PROMPT))[0]
+        uncond = pipe.text_encoder(ids(""))[0]
+    times: list[float] = []
+
+    def on_step(pipeline, i, t, kwargs):
+        _sync(device)
+        times.append(time.perf_counter())
+        return kwargs
+
+    reset_peak_rss()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    with torch.no_grad():
+        pipe(prompt_embeds=cond, negative_prompt_embeds=uncond, height=size, width=size, num_inference_steps=steps,
+             guidance_scale=7.0, generator=torch.Generator().manual_seed(1), callback_on_step_end=on_step)
+    _sync(device)
+    total = time.perf_counter() - start
+    latent = torch.randn(1, 4, size // 8, size // 8, device=device, dtype=pipe.vae.dtype)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        pipe.vae.decode(latent / pipe.vae.config.scaling_factor)
+    _sync(device)
+    return {"unet_s_per_step": _step_times(times), "vae_decode_s": time.perf_counter() - t0, "total_s": total,
+            "peak_mb": _peak_memory(device)}
+
+
+def child(argv: list[str]) -> int:
+    which, path, size, steps, device = argv[0], argv[1], int(argv[2]), int(argv[3]), argv[4]
+    fn = run_ours if which == "ours" else run_diffusers
+    with torch.no_grad():
+        print("RESULT " + json.dumps(fn(path, size, steps, device)), flush=True)
+    return 0
+
+
+def _run_child(which: str, path: Path, size: int, steps: int, device: str) -> dict:
+    cmd = [sys.executable, "-m", "modules.benchmark.generate", "--child", which, str(path), str(size), str(steps),
+           device]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(f"{which} at {size}px failed:\n{out.stderr[-3000:]}")
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] == "--child":
+        return child(argv[1:])
+    ap = argparse.ArgumentParser(prog="python -m modules.benchmark generate")
+    ap.add_argument("--sizes", default="256,512")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--dir", default=None, help="where to write the random checkpoint (default: a temp dir)")
+    ap.add_argument("--checkpoint", default=None, help="use this SD1.5-layout file instead of writing one")
+    args = ap.parse_args(argv)
+    from modules.benchmark.load import write_random_checkpoint
+
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        path = Path(args.checkpoint) if args.checkpoint else Path(tmp) / "random-sd15.safetensors"
+        if not args.checkpoint:
+            write_random_checkpoint(path)
+        memory = "peak VRAM MB" if args.device == "cuda" else "peak RSS MB (generation)"
+        print(f"txt2img, Euler a, {args.steps} steps, CFG 7, batch 1, device {args.device}, "
+              f"torch threads {torch.get_num_threads()}")
+        print(f"{'size':>5} {'impl':>9} {'UNet s/step':>12} {'VAE decode s':>13} {'total s':>8} {memory:>25}")
+        for size in (int(s) for s in args.sizes.split(",")):
+            results = {which: _run_child(which, path, size, args.steps, args.device) for which in ("ours", "diffusers")}
+            for which, r in results.items():
+                print(f"{size:>5} {which:>9} {r['unet_s_per_step']:>12.3f} {r['vae_decode_s']:>13.2f} "
+                      f"{r['total_s']:>8.1f} {r['peak_mb']:>25.0f}", flush=True)
+            ratio = results["ours"]["total_s"] / results["diffusers"]["total_s"]
+            print(f"{size:>5} ratio ours/diffusers total: {ratio:.2f} (target <= 0.9)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
