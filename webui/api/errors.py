@@ -15,6 +15,7 @@ from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("sdwebui.api")
 
@@ -68,7 +69,7 @@ class SafeRoute(APIRoute):
         async def safe_handler(request: Request):
             try:
                 return await handler(request)
-            except (HTTPException, RequestValidationError):
+            except (StarletteHTTPException, RequestValidationError):
                 raise
             except Exception as exc:  # the whole point: no request can take the server down
                 log.exception("API %s %s failed", request.method, request.url.path)

@@ -27,9 +27,9 @@ def png_info(ctx: AppContext, req: PNGInfoRequest) -> dict:
     if not req.image.strip():
         return {"info": "", "items": {}, "parameters": {}}
     image = imagecodec.decode_image(req.image, "image", int(ctx.opts.img_max_size))
-    from modules import images, infotext
+    from modules import image_metadata, infotext
 
-    geninfo, items = images.read_info_from_image(image)
+    geninfo, items = image_metadata.read_info_from_image(image)
     geninfo = geninfo or ""
     parameters = infotext.parse_generation_parameters(geninfo) if geninfo else {}
     pasted = ctx.services.get("infotext_pasted")  # script_callbacks.on_infotext_pasted, when attached

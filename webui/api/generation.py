@@ -38,20 +38,15 @@ def require_models(ctx: AppContext):
 
 
 def ensure_model_loaded(ctx: AppContext):
-    """The loaded model; loads the configured (or first) checkpoint when none is (A1111 does too)."""
-    models = require_models(ctx)
-    if models.current is not None:
-        return models.current
-    titles = models.catalog.titles() or [info.title for info in models.refresh()]
-    wanted = ctx.opts.sd_model_checkpoint
-    if not wanted or models.catalog.get(wanted) is None:
-        wanted = titles[0] if titles else None
-    if wanted is None:
-        raise ApiError(503, "no checkpoint to generate with: put a .safetensors file in models/Stable-diffusion "
-                            "and POST /sdapi/v1/refresh-checkpoints")
-    loaded = models.load(wanted)
-    ctx.opts.set("sd_model_checkpoint", loaded.info.title)
-    return loaded
+    """The loaded model; loads the default one (--ckpt, the setting, the first found) when none is,
+    as the UI does."""
+    from modules import startup
+
+    require_models(ctx)
+    try:
+        return startup.current_model(ctx)
+    except startup.NoCheckpoint as e:
+        raise ApiError(503, f"{e} (or POST /sdapi/v1/refresh-checkpoints)") from None
 
 
 @contextlib.contextmanager
@@ -76,10 +71,13 @@ def job_settings(ctx: AppContext, overrides: dict[str, Any], restore: bool):
 
 
 def processing_kwargs(cls, req, extra: dict[str, Any]) -> dict[str, Any]:
-    names = {f.name for f in dataclasses.fields(cls)}
-    values = {k: v for k, v in req.model_dump().items() if k in names and k not in API_ONLY}
+    """The request's fields that are processing attributes; a null where the engine has a non-null
+    default means "the default" (A1111's API treats null the same way)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in req.model_dump().items() if k in fields and k not in API_ONLY}
     values.update(extra)
-    return {k: v for k, v in values.items() if k in names}
+    return {k: v for k, v in values.items()
+            if k in fields and not (v is None and fields[k].default not in (None, dataclasses.MISSING))}
 
 
 def _common_checks(ctx: AppContext, req) -> dict[str, Any]:
@@ -181,11 +179,8 @@ def info_json(processed, inpainting: bool = False) -> str:
 
 
 def _version() -> str:
-    try:
-        from modules import version
-        return version.VERSION
-    except (ImportError, AttributeError):
-        return ""
+    from modules.processing_infotext import VERSION
+    return VERSION
 
 
 def response(req, processed, parameters: dict, inpainting: bool = False) -> dict:

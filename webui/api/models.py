@@ -44,7 +44,7 @@ class _Generation(_Request):
     do_not_save_grid: bool = False
     eta: Optional[float] = Field(None, ge=0.0, le=10.0, allow_inf_nan=False)
     denoising_strength: Optional[float] = Field(None, ge=0.0, le=1.0)
-    s_min_uncond: Optional[float] = None
+    s_min_uncond: float = Field(0.0, ge=0.0, allow_inf_nan=False)
     s_churn: Optional[float] = Field(None, ge=0.0, le=100.0, allow_inf_nan=False)
     s_tmax: Optional[float] = Field(None, ge=0.0)
     s_tmin: Optional[float] = Field(None, ge=0.0, allow_inf_nan=False)
