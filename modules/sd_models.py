@@ -22,11 +22,18 @@ Public API (stable; the README copies it):
 
     load_model(path, config=None, device="cpu", dtype=torch.float32, dtype_vae=None) -> model
         config None = `<path without extension>.yaml` beside the file if present, else detection.
+        Tensors that are converted (cast, or copied to the GPU) have their file pages released as
+        they go, and tensors kept as views of the file are read in at once (madvise), so a load
+        holds at most the file or the converted model plus one tensor, and returns ready to run.
 
-    load_checkpoint(path, ...) -> LoadResult(model, config)   (what the model manager uses)
+    load_checkpoint(path, config=None, device=..., dtype=..., dtype_vae=None)
+        -> LoadResult(model, config)   (config = the yaml path or bundled name used; the manager's call)
 
-The returned model follows the LatentDiffusion contract (docs in modules/ldm/latent_diffusion.py),
-is in eval mode and has requires_grad off.
+Detection reads only relative features, so it recognises tiny test models too, but sizes always
+come from the yaml: a checkpoint with non-official sizes needs `<name>.yaml` beside it (the error
+says so). The returned model follows the LatentDiffusion contract (`model.model.diffusion_model`,
+`first_stage_model`, `cond_stage_model`, `parameterization`, ...), is in eval mode and has
+requires_grad off.
 """
 from __future__ import annotations
 
@@ -39,7 +46,7 @@ import torch
 
 from modules import sd_detect
 from modules.ldm.config import build_from_config, load_config
-from modules.sd_state_dict import CheckpointRefused, read_state_dict, MappedFile, unwrap
+from modules.sd_state_dict import CheckpointRefused, MappedFile, read_state_dict, unwrap
 
 __all__ = ["build_model", "read_state_dict", "model_from_state_dict", "load_model", "load_checkpoint",
            "LoadResult", "CheckpointRefused"]
@@ -84,11 +91,11 @@ def _check_fit(expected: Mapping[str, torch.Tensor], sd: Mapping[str, torch.Tens
         return
     parts = []
     if missing:
-        parts.append(f"{len(missing)} weights missing ({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''})")
+        parts.append(f"{len(missing)} weight(s) missing ({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''})")
     if wrong:
         shown = ", ".join(f"{k}: {list(sd[k].shape)} in the file, {list(expected[k].shape)} in the config"
                           for k in wrong[:3])
-        parts.append(f"{len(wrong)} weights with other shapes ({shown}{', ...' if len(wrong) > 3 else ''})")
+        parts.append(f"{len(wrong)} weight(s) with other shapes ({shown}{', ...' if len(wrong) > 3 else ''})")
     raise ValueError(
         f"{checkpoint_name} does not fit config {config_label}: {'; '.join(parts)}. If this checkpoint "
         "needs another config, put its yaml beside it with the same name (e.g. model.safetensors + model.yaml).")

@@ -42,17 +42,17 @@ def write_random_checkpoint(path: Path, config: str = "v1-inference") -> int:
     model = build_model(config, device="meta", dtype=torch.float16)
     entries, header, offset = [], {}, 0
     for key, t in model.state_dict().items():
-        dtype = torch.float16 if t.is_floating_point() and t.is_meta else t.dtype
-        nbytes = t.numel() * t.element_size() if dtype != torch.float16 else t.numel() * 2
+        dtype = torch.float16 if t.is_floating_point() and t.is_meta else t.dtype  # schedules stay fp32
+        nbytes = t.numel() * torch.empty((), dtype=dtype).element_size()
         header[key] = {"dtype": DTYPES[dtype], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
-        entries.append((key, t, dtype))
+        entries.append((t, dtype))
         offset += nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
     generator = torch.Generator().manual_seed(0)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(raw)) + raw)
-        for key, t, dtype in entries:
+        for t, dtype in entries:
             if not t.is_floating_point():  # position_ids
                 t = torch.arange(t.shape[-1], dtype=dtype).expand(tuple(t.shape))
             if not t.is_meta:  # schedules (computed at build time) and position_ids
