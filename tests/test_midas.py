@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from modules.ldm.config import build_from_config
-from modules.ldm.midas import MiDaSInference, MidasConfig, build_depth_model
+from modules.ldm.midas import MidasConfig, MiDaSInference, build_depth_model
 
 MANIFEST = Path("/work/shared/ldm/manifests/v2-midas-inference.keys.tsv")
 TINY = dict(stem_chs=16, layers=(1, 1, 1), channels=(32, 64, 128), norm_groups=8, embed_dim=64, depth=4,
@@ -109,7 +109,7 @@ def to_transformers(state: dict) -> dict:
             continue  # the ImageNet classifier: unused by MiDaS, absent from transformers
         qkv = re.match(r"^model\.pretrained\.model\.blocks\.(\d+)\.attn\.qkv\.(weight|bias)$", key)
         if qkv:
-            for name, part in zip(("query", "key", "value"), value.chunk(3)):
+            for name, part in zip(("query", "key", "value"), value.chunk(3), strict=True):
                 out[f"dpt.encoder.layer.{qkv[1]}.attention.attention.{name}.{qkv[2]}"] = part
             continue
         for pattern, repl in RENAMES:
