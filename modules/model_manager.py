@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 from modules import devices
-from modules.sd_catalog import CheckpointCatalog, CheckpointInfo
+from modules.sd_catalog import CheckpointCatalog, CheckpointInfo, HashCache
 from modules.sd_vae import AUTOMATIC, VaeCatalog, VaeInfo, read_vae_state_dict, swap_vae
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,18 @@ class ModelManager:
         self.loader = loader
         self.lock = threading.RLock()
         self._loaded: OrderedDict[str, LoadedCheckpoint] = OrderedDict()  # filename -> loaded, LRU last
+
+    @classmethod
+    def from_paths(cls, paths, policy: devices.DevicePolicy, max_loaded: int = 1, vae_choice: str = AUTOMATIC,
+                   callbacks: list[Callable[[LoadedCheckpoint], None]] | None = None) -> "ModelManager":
+        """The usual wiring: `paths` is a modules.paths.Paths (ckpt_dirs, vae_dir, cache_file),
+        `policy` from modules.devices.policy_from_args. Scans the folders once."""
+        catalog = CheckpointCatalog(paths.ckpt_dirs, HashCache(paths.cache_file))
+        vaes = VaeCatalog(paths.vae_dir, paths.ckpt_dirs)
+        manager = cls(catalog, policy.device, policy.dtype_unet, policy.dtype_vae, max_loaded=max_loaded,
+                      vae_catalog=vaes, vae_choice=vae_choice, callbacks=callbacks)
+        manager.refresh()
+        return manager
 
     # --- what is loaded -------------------------------------------------------------------------
     @property

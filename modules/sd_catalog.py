@@ -117,6 +117,15 @@ class CheckpointInfo:
     def name_for_extra(self) -> str:
         return os.path.splitext(os.path.basename(self.filename))[0]
 
+    @property
+    def config(self) -> str | None:
+        """The yaml beside the file (`<name>.yaml`), as the API's sd-models `config` reports it."""
+        for ext in (".yaml", ".yml"):
+            candidate = os.path.splitext(self.filename)[0] + ext
+            if os.path.isfile(candidate):
+                return candidate
+        return None
+
     def aliases(self) -> list[str]:
         """Every string A1111 accepts as an exact reference to this checkpoint."""
         return [self.title, self.name, self.model_name, self.name_for_extra, self.shorthash, self.sha256,

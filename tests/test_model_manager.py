@@ -142,3 +142,18 @@ def test_failed_switch_brings_back_the_previous_model(tree):
     with pytest.raises(ValueError, match="cannot read broken.safetensors: the file is truncated"):
         manager.load("broken")
     assert manager.sd_model_name == "one" and len(manager.loaded()) == 1
+
+
+def test_from_paths_wiring(tree):
+    import argparse
+
+    from modules import devices
+    from modules.paths import Paths
+
+    paths = Paths.from_args(argparse.Namespace(data_dir=tree, ckpt_dir=tree / "Stable-diffusion", vae_dir=tree / "VAE",
+                                               lora_dir=None, embeddings_dir=None, styles_file=None))
+    manager = ModelManager.from_paths(paths, devices.dtype_policy("cpu"))
+    names = [t.split(" [")[0] for t in manager.catalog.titles()]
+    assert {"one.safetensors", "two.safetensors"} <= set(names)  # (+ the shipped demo model, if any)
+    assert manager.catalog.require("two").config == str(tree / "Stable-diffusion" / "two.yaml")
+    assert (tree / "cache.json").is_file()
