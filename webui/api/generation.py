@@ -12,6 +12,8 @@ import json
 import logging
 from typing import Any, Callable
 
+import pydantic
+
 from modules import devices
 from modules.context import AppContext
 from webui.api import imagecodec, scripts_api, validation
@@ -90,8 +92,34 @@ def _common_checks(ctx: AppContext, req) -> dict[str, Any]:
             "styles": list(req.styles or [])}
 
 
+def apply_infotext(ctx: AppContext, req):
+    """A1111's `infotext` field: the parameters of a pasted infotext fill the fields the request did
+    not set; its settings (Clip skip, VAE...) join override_settings unless the request has them."""
+    if not req.infotext:
+        return req
+    from modules import infotext
+
+    fields, settings = infotext.to_request(infotext.parse_generation_parameters(req.infotext))
+    data = req.model_dump()
+    data.update({k: v for k, v in fields.items() if k in type(req).model_fields and k not in req.model_fields_set})
+    overrides = dict(req.override_settings or {})
+    for key, value in settings.items():
+        if key in overrides or key not in ctx.opts.registry:
+            continue
+        if key == "sd_model_checkpoint" and (ctx.models is None or ctx.models.catalog.get(str(value)) is None):
+            continue  # A1111 keeps the current model when the infotext's is not here
+        overrides[key] = value
+    data["override_settings"] = overrides
+    try:
+        return type(req).model_validate(data)
+    except pydantic.ValidationError as e:
+        first = e.errors()[0]
+        raise field_error(("infotext", *first["loc"]), first["msg"]) from None
+
+
 def txt2img(ctx: AppContext, req: StableDiffusionTxt2ImgProcessingAPI) -> dict:
     require_models(ctx)
+    req = apply_infotext(ctx, req)
     extra = _common_checks(ctx, req)
     validation.check_hires(ctx, req)
     if req.enable_hr and (req.hr_sampler_name or req.hr_scheduler):
@@ -105,6 +133,7 @@ def txt2img(ctx: AppContext, req: StableDiffusionTxt2ImgProcessingAPI) -> dict:
 
 def img2img(ctx: AppContext, req: StableDiffusionImg2ImgProcessingAPI) -> dict:
     require_models(ctx)
+    req = apply_infotext(ctx, req)
     extra = _common_checks(ctx, req)
     if not req.init_images:
         raise field_error("init_images", "img2img needs at least one init image (base64)")
