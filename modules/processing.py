@@ -21,7 +21,14 @@ from modules.devices import OutOfMemory, free_memory
 from modules.processing_img2img import init_img2img, sample_img2img
 from modules.processing_infotext import generation_params
 from modules.processing_inpaint import apply_overlay
-from modules.processing_prompts import CondCache, activate_extra_networks, get_conds, make_encoder, setup_prompts
+from modules.processing_prompts import (
+    CondCache,
+    activate_extra_networks,
+    get_conds,
+    make_encoder,
+    note_extra_params,
+    setup_prompts,
+)
 from modules.processing_sample import cond_schedule_steps, steps_to_run
 from modules.processing_txt2img import hr_steps, init_txt2img, sample_txt2img
 from modules.processing_types import (  # noqa: F401  (A1111's names, re-exported for extensions)
@@ -170,7 +177,8 @@ def _run_batch(p, n: int, encoder, cache: CondCache, hr_cache: CondCache) -> tor
     prompts, networks = activate_extra_networks(p, p.prompts)
     _call_script(p, "process_batch", batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
     previewer = _previewer(p)
-    with networks:
+    with networks as report:
+        note_extra_params(p, report)
         cond, uncond = get_conds(p, encoder, cache, prompts, p.negative_prompts,
                                  cond_schedule_steps(p.sampler, p.steps))
         if p.is_img2img:
@@ -184,6 +192,7 @@ def _run_batch(p, n: int, encoder, cache: CondCache, hr_cache: CondCache) -> tor
                                  cond_schedule_steps(sampler, p.steps), cond_schedule_steps(sampler, hr_steps(p)))
 
             samples = sample_txt2img(p, cond, uncond, p.seeds, p.subseeds, previewer, hr_conds)
+        note_extra_params(p, encoder)
         return vae.decode(p.sd_model, samples, bool(p.opts.sd_vae_tiled))
 
 
@@ -247,6 +256,9 @@ def _make_result(p, output_images: list, infotexts: list) -> Processed:
         if p.opts.grid_save and not p.do_not_save_grid:
             images.save_image(grid, _outdir(p, "grids"), seed=p.all_seeds[0], prompt=p.all_prompts[0], info=text,
                               opts=p.opts, p=p, grid=True, callbacks=p.env.callbacks)
+    if getattr(p, "include_init_images", False):
+        output_images.extend(p.init_images)
+        infotexts.extend([""] * len(p.init_images))
     res = Processed(p, output_images, seed=p.all_seeds[0], info=infotexts[0] if infotexts else "",
                     subseed=p.all_subseeds[0], index_of_first_image=index_of_first_image, infotexts=infotexts)
     _call_script(p, "postprocess", res)

@@ -38,7 +38,6 @@ def generation_params(p, index: int) -> dict:
                                               and sampler.uses_ensd) else None,
         "RNG": opts.randn_source if opts.randn_source != "GPU" else None,
         "Tiling": "True" if p.tiling else None,
-        "Emphasis": opts.emphasis if opts.emphasis != "Original" else None,
     }
     if sampler is not None:
         params.update(samplers.infotext_params(sampler, sampler_options(p)))

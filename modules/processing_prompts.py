@@ -1,9 +1,8 @@
 """Prompts of a job: styles -> extra-network tags (LoRA) -> conditioning, with per-job caching.
 
-The conditioning itself comes from the encoder that `p.env.conditioner(model, opts)` makes (the
-prompt helper's modules.conditioning: emphasis, 75-token chunks, embeddings, clip skip). Without one,
-`PlainPromptEncoder` does what the model alone can: prompt editing and AND through prompt_parser,
-each text encoded by `model.get_learned_conditioning` (no emphasis or chunking).
+The conditioning comes from the encoder that `p.env.conditioner(model, opts)` makes; by default
+modules.conditioning's PromptEncoder (emphasis, 75-token chunks, embeddings, clip skip, prompt
+editing, AND).
 """
 from __future__ import annotations
 
@@ -11,34 +10,21 @@ import contextlib
 
 import torch
 
-from modules import prompt_parser
-from modules.cond_schedule import MultiCond, ScheduledCond
-
-
-class PlainPromptEncoder:
-    def __init__(self, model, opts=None):
-        self.model = model
-
-    def _encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        unique = list(dict.fromkeys(texts))
-        with torch.no_grad():
-            conds = self.model.get_learned_conditioning(unique)
-        return {t: conds[i] for i, t in enumerate(unique)}
-
-    def scheduled(self, prompts: list[str], steps: int, hires_steps: int | None = None) -> list[ScheduledCond]:
-        schedules = prompt_parser.get_learned_conditioning_prompt_schedules(prompts, steps, hires_steps)
-        encoded = self._encode([text for schedule in schedules for _, text in schedule])
-        return [ScheduledCond([(end, encoded[text]) for end, text in schedule]) for schedule in schedules]
-
-    def multicond(self, prompts: list[str], steps: int, hires_steps: int | None = None) -> MultiCond:
-        indexes, flat, _ = prompt_parser.get_multicond_prompt_list(prompts)
-        scheduled = self.scheduled(flat, steps, hires_steps)
-        return MultiCond([[(scheduled[i], w) for i, w in row] for row in indexes])
+from modules import conditioning
 
 
 def make_encoder(p):
-    factory = p.env.conditioner if p.env.conditioner is not None else PlainPromptEncoder
+    factory = p.env.conditioner if p.env.conditioner is not None else conditioning.make_conditioner()
     return factory(p.sd_model, p.opts)
+
+
+def note_extra_params(p, source) -> None:
+    """Infotext fields and messages of an encoder / LoRA report (TI hashes, Lora hashes, Emphasis)."""
+    params = getattr(source, "extra_generation_params", None)
+    if callable(params):
+        p.extra_generation_params.update(params())
+    for message in getattr(source, "messages", None) or []:
+        p.add_warning(message)
 
 
 def _as_list(value, n: int, what: str) -> list[str]:
