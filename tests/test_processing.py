@@ -63,7 +63,7 @@ def test_batches_sizes_seeds_infotexts(name, request):
 def test_same_seed_is_bit_identical_and_image_i_uses_seed_plus_i(v1):
     a = txt2img(v1, seed=7, batch_size=2)
     b = txt2img(v1, seed=7, batch_size=2)
-    assert all(x.tobytes() == y.tobytes() for x, y in zip(a.images, b.images))
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(a.images, b.images, strict=True))
     alone = txt2img(v1, seed=8)
     assert np.abs(arr(alone.images[0]) - arr(a.images[1])).max() <= 2  # batched vs alone: float order only
     other = txt2img(v1, seed=9)
