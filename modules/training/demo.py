@@ -1,9 +1,12 @@
 """Re-create the built-in demo model from a seed: `python -m modules.training.demo`.
 
 Stages (each resumable from its checkpoint in --workdir, so a killed run continues):
-1. autoencoder: the KL autoencoder on synthetic shapes (L1 + KL + patch-GAN, LPIPS if VGG weights exist);
-2. diffusion: UNet and text encoder together on the autoencoder's latents (eps objective);
-3. export: EMA weights -> fp16 safetensors in the SD-v1 layout + the yaml next to it.
+1. autoencoder: the KL autoencoder on synthetic shapes (L1 + KL; LPIPS if VGG weights exist);
+2. decoder: the decoder alone on the now frozen latent space (L1 + KL + patch-GAN after half its steps);
+3. diffusion: UNet and text encoder together on the encoder's latents (eps objective);
+4. export: EMA weights -> fp16 safetensors in the SD-v1 layout + the yaml next to it.
+Stages 2 and 3 depend only on stage 1, so they can run at the same time in two processes
+(`--stage decoder` and `--stage diffusion`), then `--stage export`.
 """
 from __future__ import annotations
 
@@ -15,21 +18,26 @@ from pathlib import Path
 
 import torch
 
+from .export import export
 from .train_autoencoder import AutoencoderTraining, init_low_logvar, latent_scale_factor, train_autoencoder
-from .train_diffusion import DiffusionTraining, train_diffusion
+from .train_diffusion import DiffusionTraining, swapped_in_ema, train_diffusion, trainable
+from .trainer import OptimizerSpec, Trainer
 
 log = logging.getLogger("demo")
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / "models" / "Stable-diffusion" / "demo"
-IMAGE_SIZE = 64
+IMAGE_SIZE = 32
 
-# first_stage_config.params of the demo yaml: f8 (64x64 -> 8x8x4), 32 channels (GroupNorm needs 32)
+# first_stage_config.params of the demo yaml: f4 (32x32 -> 8x8x4) with 64 channels. Measured: an
+# f8 64x64 autoencoder with 32-channel levels costs the same per image but GroupNorm(32) then
+# normalises every channel alone per image, which erases absolute colours (red came back orange,
+# backgrounds gray); 64 channels give 2 per group and keep them. 64 channels at 64x64 cost 4x.
 FIRST_STAGE_PARAMS = {
     "embed_dim": 4,
     "ddconfig": {
         "double_z": True, "z_channels": 4, "resolution": IMAGE_SIZE, "in_channels": 3, "out_ch": 3,
-        "ch": 32, "ch_mult": [1, 1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0,
+        "ch": 64, "ch_mult": [1, 1, 1], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0,
     },
 }
 
@@ -51,7 +59,7 @@ def demo_config(scale_factor: float, parameterization: str = "eps") -> dict:
         "params": {
             "linear_start": 0.00085, "linear_end": 0.012, "num_timesteps_cond": 1, "log_every_t": 200,
             "timesteps": 1000, "first_stage_key": "jpg", "cond_stage_key": "txt",
-            "image_size": IMAGE_SIZE // 8, "channels": 4, "cond_stage_trainable": True,
+            "image_size": IMAGE_SIZE // 4, "channels": 4, "cond_stage_trainable": True,
             "conditioning_key": "crossattn", "monitor": "val/loss_simple_ema",
             "scale_factor": round(scale_factor, 5), "use_ema": False, "parameterization": parameterization,
             "unet_config": {"target": "ldm.modules.diffusionmodules.openaimodel.UNetModel",
@@ -76,7 +84,7 @@ def build_autoencoder(seed: int):
 def stage_autoencoder(args) -> torch.nn.Module:
     ae = build_autoencoder(args.seed)
     cfg = AutoencoderTraining(steps=args.ae_steps, image_size=IMAGE_SIZE, vgg_path=args.vgg)
-    cfg.loss.disc_start = args.ae_steps * 2 // 3  # GAN for the last third: sharp edges once L1 has converged
+    cfg.loss.disc_start = args.ae_steps  # the GAN joins in the decoder stage
     init_low_logvar(ae, cfg.initial_logvar)
     t0 = time.monotonic()
     train_autoencoder(ae, cfg, args.seed, args.workdir / "autoencoder.pt")
@@ -84,8 +92,26 @@ def stage_autoencoder(args) -> torch.nn.Module:
     return ae
 
 
-def trained_autoencoder_state(workdir: Path) -> dict:
+def stage_decoder(args) -> torch.nn.Module:
+    ae = build_autoencoder(args.seed)
+    ae.load_state_dict(trained_autoencoder_state(args.workdir, decoder=False))
+    cfg = AutoencoderTraining(steps=args.decoder_steps, image_size=IMAGE_SIZE, vgg_path=args.vgg,
+                              train_encoder=False, warmup_steps=20)
+    cfg.loss.disc_start = args.decoder_steps // 2
+    t0 = time.monotonic()
+    train_autoencoder(ae, cfg, args.seed + 10, args.workdir / "decoder.pt")
+    log.info("decoder stage: %.1f min", (time.monotonic() - t0) / 60)
+    return ae
+
+
+def trained_autoencoder_state(workdir: Path, decoder: bool = True) -> dict:
+    """The autoencoder after stage 1, or with decoder=True after stage 2 when that has a checkpoint
+    (same encoder: stage 2 keeps it frozen)."""
     path = workdir / "autoencoder.pt"
+    if decoder and (workdir / "decoder.pt").is_file():
+        path = workdir / "decoder.pt"
+    elif decoder:
+        log.warning("no decoder-stage checkpoint in %s: using the stage-1 decoder", workdir)
     if not path.is_file():
         raise ValueError(f"no trained autoencoder at {path}: run the autoencoder stage first")
     return torch.load(path, map_location="cpu", weights_only=True)["modules"]["ae"]
@@ -125,14 +151,9 @@ def stage_diffusion(args):
 
 
 def stage_export(args):
-    from .export import export
-    from .train_diffusion import swapped_in_ema
-
+    """EMA weights of the diffusion checkpoint + the latest decoder -> demo.safetensors + demo.yaml."""
     model, config = build_demo_model(args)
     cfg = DiffusionTraining(steps=args.unet_steps, image_size=IMAGE_SIZE)
-    from .trainer import OptimizerSpec, Trainer
-    from .train_diffusion import trainable
-
     nets = trainable(model)
     trainer = Trainer(nets, {"diffusion": OptimizerSpec([p for n in nets.values() for p in n.parameters()], cfg.lr)},
                       cfg.steps, args.seed, ema={n: cfg.ema_decay for n in nets},
@@ -148,11 +169,12 @@ def stage_export(args):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stage", choices=["autoencoder", "diffusion", "export", "all"], default="all")
+    p.add_argument("--stage", choices=["autoencoder", "decoder", "diffusion", "export", "all"], default="all")
     p.add_argument("--workdir", type=Path, default=ROOT / "tmp" / "demo-training",
                    help="checkpoints for resuming (default: tmp/demo-training)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where demo.safetensors + demo.yaml go")
-    p.add_argument("--ae-steps", type=int, default=1000)
+    p.add_argument("--ae-steps", type=int, default=450)
+    p.add_argument("--decoder-steps", type=int, default=1000)
     p.add_argument("--unet-steps", type=int, default=2000)
     p.add_argument("--eval-every", type=int, default=250, help="steps between quick evaluations (0: none)")
     p.add_argument("--vgg", type=Path, default=ROOT / "models" / "VGG" / "vgg16-397923af.pth",
@@ -167,6 +189,8 @@ def main(argv=None):
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.stage in ("autoencoder", "all"):
         stage_autoencoder(args)
+    if args.stage in ("decoder", "all"):
+        stage_decoder(args)
     if args.stage in ("diffusion", "all"):
         stage_diffusion(args)
     if args.stage in ("export", "all"):

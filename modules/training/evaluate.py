@@ -38,11 +38,12 @@ class CFGDenoiser(torch.nn.Module):
 
 @torch.no_grad()
 def generate(model, prompts: list[str], seeds: list[int], negative_prompt: str = "", steps: int = 20,
-             cfg_scale: float = 7.0, size: int = 64) -> np.ndarray:
-    """One image per (prompt, seed) pair -> uint8 [N, size, size, 3]."""
+             cfg_scale: float = 7.0, size: int | None = None) -> np.ndarray:
+    """One image per (prompt, seed) pair -> uint8 [N, size, size, 3]; size defaults to the model's own."""
     if len(prompts) != len(seeds):
         raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds: give one seed per prompt")
     f = model.vae_scale_factor
+    size = size or model.config.image_size * f
     denoiser = CFGDenoiser(model, cfg_scale)
     sigmas = get_sigmas_karras(steps, float(denoiser.inner.sigma_min), float(denoiser.inner.sigma_max))
     noise = torch.stack([torch.randn(model.channels, size // f, size // f, generator=torch.Generator().manual_seed(s))

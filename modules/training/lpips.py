@@ -37,7 +37,7 @@ class LPIPS(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x, y in [-1, 1], [B, 3, H, W] -> distance per sample [B, 1, 1, 1]."""
         total = 0
-        for i, (fx, fy) in enumerate(zip(self._feats(x), self._feats(y))):
+        for i, (fx, fy) in enumerate(zip(self._feats(x), self._feats(y), strict=True)):
             fx = fx / (fx.norm(dim=1, keepdim=True) + 1e-10)
             fy = fy / (fy.norm(dim=1, keepdim=True) + 1e-10)
             total = total + ((fx - fy) ** 2 * getattr(self, f"lin{i}")).sum(1, keepdim=True).mean((2, 3), keepdim=True)

@@ -18,15 +18,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class AutoencoderTraining:
-    steps: int = 1800
+    steps: int = 1000
     batch_size: int = 16
     image_size: int = 64
-    lr: float = 5e-4
+    lr: float = 8e-4
     warmup_steps: int = 100
     initial_logvar: float = -6.0  # start the posterior nearly deterministic: faster, sharper early on
     disc_ndf: int = 32
     disc_layers: int = 2
-    loss: AutoencoderLossConfig = field(default_factory=lambda: AutoencoderLossConfig(disc_start=1200))
+    loss: AutoencoderLossConfig = field(default_factory=AutoencoderLossConfig)
+    train_encoder: bool = True  # False: decoder-only fine-tuning on a frozen latent space
     vgg_path: Path | None = None  # torchvision vgg16 weights for LPIPS; skipped when absent
     lpips_lin_path: Path | None = None
 
@@ -46,12 +47,16 @@ def train_autoencoder(ae, cfg: AutoencoderTraining, seed: int, checkpoint: Path 
     torch.manual_seed(seed + 1)
     disc = NLayerDiscriminator(ndf=cfg.disc_ndf, n_layers=cfg.disc_layers)
     loss = AutoencoderLoss(disc, cfg.loss, lpips)
+    if not cfg.train_encoder:
+        # the latent space stays fixed (a diffusion model may already train on it), as SD's ft-MSE VAE
+        ae.encoder.eval().requires_grad_(False)
+        ae.quant_conv.eval().requires_grad_(False)
     trainer = Trainer(
         modules={"ae": ae, "disc": disc},
         optimizers={
             # Adam betas (0.5, 0.9) as the LDM autoencoder configs; sum-per-image losses: no clipping
-            "ae": OptimizerSpec(list(ae.parameters()), cfg.lr, (0.5, 0.9), warmup_steps=cfg.warmup_steps,
-                                cosine_to=0.1, grad_clip=None),
+            "ae": OptimizerSpec([p for p in ae.parameters() if p.requires_grad], cfg.lr, (0.5, 0.9),
+                                warmup_steps=cfg.warmup_steps, cosine_to=0.1, grad_clip=None),
             "disc": OptimizerSpec(list(disc.parameters()), cfg.lr, (0.5, 0.9), grad_clip=None),
         },
         total_steps=cfg.steps, seed=seed, checkpoint=checkpoint, desc="autoencoder",
@@ -59,7 +64,8 @@ def train_autoencoder(ae, cfg: AutoencoderTraining, seed: int, checkpoint: Path 
 
     def step_fn(step, rng, gen):
         x = torch.from_numpy(shapes.batch(rng, cfg.batch_size, cfg.image_size, drop=False)[0])
-        posterior = ae.encode(x)
+        with torch.set_grad_enabled(cfg.train_encoder):
+            posterior = ae.encode(x)
         x_rec = ae.decode(posterior.sample(gen))
         g_loss, info = loss.generator_loss(x, x_rec, posterior, step, ae.decoder.conv_out.weight)
         return {"ae": g_loss, "disc": loss.discriminator_loss(x, x_rec, step)}, info

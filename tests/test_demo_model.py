@@ -1,0 +1,78 @@
+"""The shipped demo model draws what the prompt says, through the app's own loader and txt2img.
+
+models/Stable-diffusion/demo/demo.safetensors (+ demo.yaml) is trained by `python -m
+modules.training.demo` on synthetic coloured shapes; these tests check the pictures a user would
+get: the prompted colour, side and shape, and that a negative prompt pushes a colour away.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modules.jobs import Job
+from modules.options import Options
+from modules.processing import ProcessingEnv, StableDiffusionProcessingTxt2Img, process_images
+from modules.sd_models import load_checkpoint
+from modules.training import image_metrics
+from modules.training.export import DEMO_DIR
+
+SEEDS = 10
+SIZE = 32  # the demo model's native size (8x8 latents, f4 autoencoder)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    result = load_checkpoint(DEMO_DIR / "demo.safetensors")
+    assert str(result.config).endswith("demo.yaml")  # its yaml beside it, through the normal loader
+    return result.model
+
+
+def txt2img(model, prompt, negative_prompt="", seed=1000, cfg_scale=7.0):
+    """SEEDS images (seeds seed..seed+9) as uint8 arrays, generated the way the app does."""
+    opts = Options()
+    opts.update({"samples_save": False, "grid_save": False, "return_grid": False, "live_previews_enable": False})
+    p = StableDiffusionProcessingTxt2Img(
+        sd_model=model, env=ProcessingEnv(opts=opts, job=Job("test")), prompt=prompt,
+        negative_prompt=negative_prompt, seed=seed, batch_size=SEEDS, steps=20, width=SIZE, height=SIZE,
+        sampler_name="DPM++ 2M", cfg_scale=cfg_scale)
+    return [np.asarray(im.convert("RGB")) for im in process_images(p).images]
+
+
+def hits(images, measure, expected) -> int:
+    return sum(measure(img) == expected for img in images)
+
+
+@pytest.mark.parametrize("prompt,color,shape", [
+    ("a red circle", "red", "circle"),
+    ("a blue square", "blue", "square"),
+    ("a green triangle", "green", "triangle"),
+])
+def test_prompted_colour_wins(demo, prompt, color, shape):
+    images = txt2img(demo, prompt)
+    assert images[0].shape == (SIZE, SIZE, 3)
+    color_hits = hits(images, image_metrics.dominant_color, color)
+    shape_hits = hits(images, image_metrics.shape, shape)
+    print(f"{prompt!r}: colour {color_hits}/{SEEDS}, shape {shape_hits}/{SEEDS}")
+    assert color_hits >= 8, [image_metrics.dominant_color(i) for i in images]
+
+
+@pytest.mark.parametrize("prompt,side", [
+    ("a yellow circle on the left", "left"),
+    ("a yellow circle on the right", "right"),
+    ("a purple square on the left", "left"),
+    ("a purple square on the right", "right"),
+])
+def test_prompted_side_wins(demo, prompt, side):
+    images = txt2img(demo, prompt)
+    side_hits = hits(images, image_metrics.side, side)
+    print(f"{prompt!r}: side {side_hits}/{SEEDS}")
+    assert side_hits >= 7, [image_metrics.side(i) for i in images]
+
+
+def test_negative_prompt_pushes_a_colour_away(demo):
+    plain = txt2img(demo, "a circle", seed=2000)
+    negative = txt2img(demo, "a circle", negative_prompt="red", seed=2000)
+    red_plain = sum(image_metrics.color_share(i, "red") for i in plain)
+    red_negative = sum(image_metrics.color_share(i, "red") for i in negative)
+    print(f"red share: {red_plain / SEEDS:.4f} without, {red_negative / SEEDS:.4f} with negative 'red'")
+    assert red_negative < red_plain
