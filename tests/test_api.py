@@ -102,8 +102,31 @@ def test_lists_of_absent_parts_are_empty_in_a1111_shapes(client):
     assert client.get(f"{API}/script-info").json() == []
     assert client.get(f"{API}/extensions").json() == []
     assert client.get(f"{API}/embeddings").json() == {"loaded": {}, "skipped": {}}
-    assert isinstance(client.get(f"{API}/prompt-styles").json(), list)
-    assert isinstance(client.get(f"{API}/loras").json(), list)
+    assert client.get(f"{API}/prompt-styles").json() == []
+    assert client.get(f"{API}/loras").json() == []
+
+
+def test_styles_loras_and_embeddings_come_from_their_databases(client, ctx, tmp_path):
+    from modules.embeddings import EmbeddingDatabase
+    from modules.lora.network import LoraDatabase
+    from modules.styles import StyleDatabase
+
+    (tmp_path / "styles.csv").write_text('name,prompt,negative_prompt\nphoto,"{prompt}, 35mm",blurry\n')
+    (tmp_path / "lora").mkdir()
+    (tmp_path / "lora" / "ink.safetensors").write_bytes(b"listed by name; read only when used")
+    ctx.services.update(styles=StyleDatabase(tmp_path / "styles.csv"), lora=LoraDatabase(tmp_path / "lora"),
+                        embeddings=EmbeddingDatabase(tmp_path / "embeddings"))
+    try:
+        assert client.get(f"{API}/prompt-styles").json() == [
+            {"name": "photo", "prompt": "{prompt}, 35mm", "negative_prompt": "blurry"}]
+        loras = client.get(f"{API}/loras").json()
+        assert [(x["name"], x["alias"]) for x in loras] == [("ink", "ink")]
+        assert loras[0]["path"].endswith("ink.safetensors")
+        assert client.get(f"{API}/embeddings").json() == {"loaded": {}, "skipped": {}}
+        assert client.post(f"{API}/refresh-embeddings").status_code == 200
+    finally:
+        for name in ("styles", "lora", "embeddings"):
+            ctx.services.pop(name)
 
 
 def test_memory_and_cmd_flags(client, data_dir):
@@ -320,15 +343,15 @@ def test_validation_errors_do_not_echo_large_inputs(client):
 
 
 def test_an_unexpected_error_is_a_json_500_and_the_server_goes_on(client, ctx):
-    class BrokenEmbeddings:
-        def refresh(self):
+    class BrokenStyles:  # e.g. a styles file on a disk that just failed
+        def as_api(self):
             raise RuntimeError("disk on fire")
 
-    ctx.services["embeddings"] = BrokenEmbeddings()
+    ctx.services["styles"] = BrokenStyles()
     try:
-        r = client.post(f"{API}/refresh-embeddings")
+        r = client.get(f"{API}/prompt-styles")
     finally:
-        del ctx.services["embeddings"]
+        del ctx.services["styles"]
     assert r.status_code == 500
     assert r.json() == {"error": "RuntimeError", "detail": "internal error: disk on fire"}
     assert "Traceback" not in r.text
@@ -389,7 +412,7 @@ def test_api_auth_protects_every_route(auth_client):
         assert path.startswith(API)
         for method in methods:
             r = client.request(method.upper(), path, json={})
-            assert r.status_code == 401, (method, route.path, r.status_code)
+            assert r.status_code == 401, (method, path, r.status_code)
             assert r.headers["www-authenticate"] == "Basic"
             checked += 1
     assert checked == 28  # 12 POST + 16 GET routes

@@ -7,7 +7,7 @@ them are always compared, so neither the timing nor an early exit tells which pa
 from __future__ import annotations
 
 import secrets
-from typing import Callable
+from typing import Annotated, Callable
 
 from fastapi import Depends
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
@@ -32,7 +32,7 @@ def basic_auth_dependency(pairs: list[tuple[str, str]]) -> Callable:
     if not pairs:
         raise ValueError("basic_auth_dependency needs at least one user:password pair")
 
-    def check(credentials: HTTPBasicCredentials | None = Depends(_basic)) -> str:
+    def check(credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)]) -> str:
         if credentials is None or not credentials_match(pairs, credentials.username, credentials.password):
             raise ApiError(401, "Incorrect username or password", headers={"WWW-Authenticate": "Basic"})
         return credentials.username

@@ -48,7 +48,7 @@ def _upscale(ctx: AppContext, name: str, image: Image.Image, width: int, height:
              crop: bool) -> Image.Image:
     """Upscale with `name` to cover (width, height) keeping the aspect ratio, then centre-crop when
     asked (A1111's "crop to fit"); without crop the image is stretched to the size."""
-    from modules import processing_hires
+    from modules import upscalers
 
     if crop:
         scale = max(width / image.width, height / image.height)
@@ -60,8 +60,8 @@ def _upscale(ctx: AppContext, name: str, image: Image.Image, width: int, height:
         result = extra[name](image, cover[0], cover[1])
         if result.size != cover:
             result = result.resize(cover, Image.LANCZOS)
-    else:
-        result = image.resize(cover, processing_hires.IMAGE_UPSCALERS[name])
+    else:  # a model upscaler that is not attached raises ValueError with what to do: a 422
+        result = upscalers.upscale(image, name, cover[0], cover[1])
     if crop and result.size != (width, height):
         left, top = (result.width - width) // 2, (result.height - height) // 2
         result = result.crop((left, top, left + width, top + height))
@@ -69,9 +69,7 @@ def _upscale(ctx: AppContext, name: str, image: Image.Image, width: int, height:
 
 
 def _check_upscaler(ctx: AppContext, field: str, name: str) -> None:
-    from modules import processing_hires
-
-    allowed = [n for n in listings.upscaler_names(ctx) if n not in processing_hires.LATENT_UPSCALE_MODES]
+    allowed = listings.image_upscaler_names(ctx)
     if name not in allowed:
         raise field_error(field, f"unknown upscaler {name!r}: use one of {', '.join(allowed)}")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import os
 from pathlib import Path
-from typing import Any
 
 from modules.context import AppContext
 
@@ -60,13 +59,20 @@ def _extra_upscalers(ctx: AppContext) -> dict:
     return extra if isinstance(extra, dict) else {}
 
 
+def image_upscaler_names(ctx: AppContext) -> list[str]:
+    """What extra-single-image accepts: modules.upscalers' table plus attached model upscalers."""
+    from modules import upscalers as engine_upscalers
+    return list(dict.fromkeys([*engine_upscalers.upscaler_names(), *_extra_upscalers(ctx)]))
+
+
 def upscalers(ctx: AppContext) -> list[dict]:
-    items = [{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": None}
-             for name in _hires().IMAGE_UPSCALERS]
-    for name, fn in _extra_upscalers(ctx).items():
-        items.append({"name": name, "model_name": getattr(fn, "model_name", name),
-                      "model_path": _str_or_none(getattr(fn, "model_path", None)),
-                      "model_url": None, "scale": getattr(fn, "scale", None)})
+    from modules import upscalers as engine_upscalers
+
+    items = []
+    for name in image_upscaler_names(ctx):
+        info = engine_upscalers.UPSCALERS.get(name)
+        items.append({"name": name, "model_name": name if info is None or info.needs_model else None,
+                      "model_path": None, "model_url": None, "scale": getattr(info, "scale", None)})
     return items
 
 
@@ -94,40 +100,22 @@ def sd_vaes(ctx: AppContext) -> list[dict]:
     return out
 
 
+def _as_api(ctx: AppContext, service: str, empty):
+    """The service's own A1111-shaped listing (`as_api()`), or `empty` when it is not attached."""
+    db = ctx.services.get(service)
+    return db.as_api() if db is not None else empty
+
+
 def prompt_styles(ctx: AppContext) -> list[dict]:
-    db = ctx.services.get("styles")
-    styles = getattr(db, "styles", None) or {}
-    values = styles.values() if isinstance(styles, dict) else styles
-    return [{"name": s.name, "prompt": getattr(s, "prompt", None), "negative_prompt": getattr(s, "negative_prompt", None)}
-            for s in values]
-
-
-def _embedding_item(e: Any) -> dict:
-    return {"step": getattr(e, "step", None), "sd_checkpoint": getattr(e, "sd_checkpoint", None),
-            "sd_checkpoint_name": getattr(e, "sd_checkpoint_name", None),
-            "shape": int(getattr(e, "shape", 0) or 0), "vectors": int(getattr(e, "vectors", 0) or 0)}
+    return _as_api(ctx, "styles", [])          # modules.styles.StyleDatabase
 
 
 def embeddings(ctx: AppContext) -> dict:
-    db = ctx.services.get("embeddings")
-    if db is None:
-        return {"loaded": {}, "skipped": {}}
-    loaded = getattr(db, "word_embeddings", None) or getattr(db, "loaded", None) or {}
-    skipped = getattr(db, "skipped_embeddings", None) or getattr(db, "skipped", None) or {}
-    return {"loaded": {name: _embedding_item(e) for name, e in dict(loaded).items()},
-            "skipped": {name: _embedding_item(e) for name, e in dict(skipped).items()}}
+    return _as_api(ctx, "embeddings", {"loaded": {}, "skipped": {}})  # modules.embeddings.EmbeddingDatabase
 
 
 def loras(ctx: AppContext) -> list[dict]:
-    db = ctx.services.get("lora")
-    if db is None:
-        return []
-    found = getattr(db, "available", None)
-    found = found() if callable(found) else found or {}
-    values = found.values() if isinstance(found, dict) else found
-    return [{"name": getattr(x, "name", ""), "alias": getattr(x, "alias", getattr(x, "name", "")),
-             "path": _str_or_none(getattr(x, "filename", None) or getattr(x, "path", None)),
-             "metadata": getattr(x, "metadata", None) or {}} for x in values]
+    return _as_api(ctx, "lora", [])            # modules.lora.network.LoraDatabase
 
 
 def memory() -> dict:
@@ -184,7 +172,3 @@ def extensions(ctx: AppContext) -> list[dict]:
                     "version": getattr(ext, "version", "") or "", "commit_date": getattr(ext, "commit_date", "") or "",
                     "enabled": bool(getattr(ext, "enabled", True))})
     return out
-
-
-def _str_or_none(value: Any) -> str | None:
-    return None if value is None else str(value)

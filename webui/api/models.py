@@ -246,8 +246,8 @@ class EmbeddingItem(BaseModel):
     step: Optional[int] = None
     sd_checkpoint: Optional[str] = None
     sd_checkpoint_name: Optional[str] = None
-    shape: int
-    vectors: int
+    shape: Optional[int] = None  # None for a skipped file that could not be read
+    vectors: Optional[int] = None
 
 
 class EmbeddingsResponse(BaseModel):

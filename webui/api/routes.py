@@ -7,7 +7,7 @@ from the event loop at once, however many generation requests are waiting.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -90,7 +90,7 @@ def _state_routes(router: APIRouter, ctx: AppContext) -> None:
         return options
 
     @router.post("/options")
-    def set_config(req: dict[str, Any] = Body(...)):
+    def set_config(req: Annotated[dict[str, Any], Body()]):
         _set_options(ctx, req)
         return None
 
@@ -151,14 +151,15 @@ def _model_routes(router: APIRouter, ctx: AppContext) -> None:
 
     @router.post("/refresh-embeddings")
     def refresh_embeddings():
-        db = ctx.services.get("embeddings")
-        if db is None:
+        """Re-read the embeddings folder for the loaded model's text encoder (without a model the
+        files are read when one is loaded)."""
+        db = ctx.services.get("embeddings")  # modules.embeddings.EmbeddingDatabase
+        model = getattr(ctx.models, "sd_model", None)
+        if db is None or model is None:
             return
-        reload = getattr(db, "load_textual_inversion_embeddings", None)
-        if reload is not None:
-            reload(force_reload=True)
-        elif hasattr(db, "refresh"):
-            db.refresh()
+        with ctx.models.lock:
+            clip = model.cond_stage_model
+            db.refresh(clip.width, clip.tokenizer)
 
     @router.post("/unload-checkpoint")
     def unloadapi():
