@@ -90,57 +90,63 @@ def parse_prompt_attention(text: str) -> list[list]:
     >>> parse_prompt_attention('a (((house:1.3)) [on] a (hill:0.5), sun, (((sky))).')
     [['a ', 1.0], ['house', 1.5730000000000004], [' ', 1.1], ['on', 1.0], [' a ', 1.1], ['hill', 0.55], [', sun, ', 1.1], ['sky', 1.4641000000000006], ['.', 1.1]]
     """
-    res: list[list] = []
-    round_brackets: list[int] = []
-    square_brackets: list[int] = []
-
-    def multiply_range(start: int, multiplier: float) -> None:
-        for item in res[start:]:
-            item[1] = _clamp(item[1] * multiplier)
-
-    def add_text(chunk: str) -> None:
-        for i, part in enumerate(_break.split(chunk)):
-            if i > 0:
-                res.append(["BREAK", -1])
-            res.append([part, 1.0])
-
+    state = _AttentionState()
     pos = 0
     while pos < len(text):
-        m = _attention_token.match(text, pos)
+        pos = state.take(_attention_token.match(text, pos))
+    return state.finish()
+
+
+class _AttentionState:
+    """The runs parsed so far and the open brackets (positions in `res` where each started)."""
+
+    def __init__(self):
+        self.res: list[list] = []
+        self.round: list[int] = []
+        self.square: list[int] = []
+
+    def multiply_range(self, start: int, multiplier: float) -> None:
+        for item in self.res[start:]:
+            item[1] = _clamp(item[1] * multiplier)
+
+    def add_text(self, chunk: str) -> None:
+        for i, part in enumerate(_break.split(chunk)):
+            if i > 0:
+                self.res.append(["BREAK", -1])
+            self.res.append([part, 1.0])
+
+    def close(self, stack: list[int], multiplier: float) -> bool:
+        if not stack:
+            return False
+        self.multiply_range(stack.pop(), multiplier)
+        return True
+
+    def take(self, m: re.Match) -> int:
+        """Handle one token; returns where the next one starts."""
         kind, token = m.lastgroup, m.group(0)
-        pos = m.end()
-        if kind == "number":  # lastgroup is the innermost named group of the weight alternative
-            kind = "weight"
         if kind == "escape":
-            res.append([token[1], 1.0])
+            self.res.append([token[1], 1.0])
         elif kind == "backslash":
-            res.append(["", 1.0])
-        elif kind == "weight" and round_brackets:
+            self.res.append(["", 1.0])
+        elif kind == "weight" and self.round:
             weight = _float_or_none(m.group("number"))
             if weight is None:  # ":1.2.3)" is not a number: the colon is text, rescan after it
-                add_text(":")
-                pos = m.start() + 1
-            else:
-                multiply_range(round_brackets.pop(), weight)
-        elif token == "(":
-            round_brackets.append(len(res))
-        elif token == "[":
-            square_brackets.append(len(res))
-        elif token == ")" and round_brackets:
-            multiply_range(round_brackets.pop(), ROUND_MULTIPLIER)
-        elif token == "]" and square_brackets:
-            multiply_range(square_brackets.pop(), SQUARE_MULTIPLIER)
-        else:
-            add_text(token)
+                self.add_text(":")
+                return m.start() + 1
+            self.close(self.round, weight)
+        elif token in "([":
+            (self.round if token == "(" else self.square).append(len(self.res))
+        elif not (token == ")" and self.close(self.round, ROUND_MULTIPLIER)) and \
+                not (token == "]" and self.close(self.square, SQUARE_MULTIPLIER)):
+            self.add_text(token)
+        return m.end()
 
-    for start in round_brackets:
-        multiply_range(start, ROUND_MULTIPLIER)
-    for start in square_brackets:
-        multiply_range(start, SQUARE_MULTIPLIER)
-
-    if not res:
-        res = [["", 1.0]]
-    return _merge_equal_runs(res)
+    def finish(self) -> list[list]:
+        for start in self.round:
+            self.multiply_range(start, ROUND_MULTIPLIER)
+        for start in self.square:
+            self.multiply_range(start, SQUARE_MULTIPLIER)
+        return _merge_equal_runs(self.res or [["", 1.0]])
 
 
 def _merge_equal_runs(res: list[list]) -> list[list]:
