@@ -152,3 +152,23 @@ def test_image_metrics_read_the_rendered_scene():
         assert image_metrics.shape(img) == s.shape
     blank = np.full((64, 64, 3), 128, np.uint8)
     assert image_metrics.dominant_color(blank) is None and image_metrics.color_share(blank, "red") == 0
+
+
+def test_export_round_trips_through_the_app_loader(tmp_path):
+    from modules.ldm.config import load_config
+    from modules.sd_models import load_checkpoint
+    from modules.training.export import SCHEDULE_BUFFERS, export
+    from tests.tiny import tiny_config_path
+
+    model = make_tiny_model("tiny-v1", seed=3)
+    path = tmp_path / "tiny.safetensors"
+    export(model, load_config(tiny_config_path("tiny-v1")), path)
+    assert path.with_suffix(".yaml").is_file()
+    loaded = load_checkpoint(path).model  # the yaml beside it decides the config
+    original = model.state_dict()
+    assert set(loaded.state_dict()) == set(original)
+    for key, value in loaded.state_dict().items():
+        if key in SCHEDULE_BUFFERS or not value.is_floating_point():
+            torch.testing.assert_close(value, original[key], rtol=0, atol=0)
+        else:  # stored as fp16
+            torch.testing.assert_close(value.float(), original[key].half().float(), rtol=0, atol=0)
