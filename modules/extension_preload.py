@@ -10,6 +10,7 @@ import importlib.util
 import logging
 from pathlib import Path
 
+from modules.extensions_discovery import discover_dirs
 from modules.paths import ROOT
 
 log = logging.getLogger("sdwebui.extensions")
@@ -17,16 +18,7 @@ log = logging.getLogger("sdwebui.extensions")
 
 def extension_dirs(data_dir: Path, disable: str = "none") -> list[Path]:
     """Extension folders in load order: builtin first, then the user's, each sorted by name."""
-    roots = []
-    if disable != "all":
-        roots.append(ROOT / "extensions-builtin")
-        if disable != "extra":
-            roots.append(Path(data_dir) / "extensions")
-    dirs = []
-    for root in roots:
-        if root.is_dir():
-            dirs += sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    return dirs
+    return [p for p, _ in discover_dirs(ROOT / "extensions-builtin", Path(data_dir) / "extensions", disable)]
 
 
 def add_flags(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:

@@ -25,6 +25,7 @@ class UiState:
     scheduler_labels: list[str]
     hr_upscalers: list[str]
     tmp_dir: Path
+    ext_tabs: list = field(default_factory=list)  # on_ui_tabs: built before the page's Blocks
 
     @classmethod
     def from_context(cls, ctx: AppContext) -> "UiState":
@@ -33,8 +34,15 @@ class UiState:
         from modules.samplers import SAMPLERS
         tmp = Path(tempfile.gettempdir()) / "sdwebui"
         tmp.mkdir(exist_ok=True)
+        scripts = ctx.services.get("scripts")
+        ext_tabs = []
+        if scripts is not None:
+            from webui.ui import scripts_ui
+            scripts.set_ui_sandbox(scripts_ui.sandbox)
+            # extensions' on_ui_tabs build their own gr.Blocks: that must happen outside the page's
+            ext_tabs = scripts.ui_tabs()
         return cls(ctx, [s.name for s in SAMPLERS], [s.label for s in SCHEDULERS],
-                   upscaler_names(ctx.services.get("upscalers")), tmp)
+                   upscaler_names(ctx.services.get("upscalers")), tmp, ext_tabs)
 
     # -- lists -----------------------------------------------------------------------------------
     def checkpoint_titles(self) -> list[str]:
@@ -85,7 +93,8 @@ class UiState:
         runner = self.scripts_runner(is_img2img)
         if runner is None:
             return ScriptsBlock([])
-        return ScriptsBlock(runner.create_ui(tab))
+        from webui.ui import scripts_ui
+        return ScriptsBlock(scripts_ui.create_ui(runner, tab))
 
     def run_script(self, p, values: list) -> Any:
         """The selected dropdown script's run(); None = no script chosen, run the normal pipeline."""
@@ -100,8 +109,7 @@ class UiState:
         return [("depth2img", "tab_depth2img", depth2img.create_tab), ("Extras", "tab_extras", extras.create_tab)]
 
     def extension_tabs(self) -> list[tuple[str, str, Callable]]:
-        scripts = self.ctx.services.get("scripts")
-        return scripts.ui_tabs() if scripts is not None else []
+        return list(self.ext_tabs)
 
     def extensions_tab(self, ctx: AppContext) -> None:
         from webui.ui import extensions_tab
