@@ -2,7 +2,7 @@
 import importlib
 import sys
 
-BENCHMARKS = {"load": "modules.benchmark.load"}
+BENCHMARKS = {"load": "modules.benchmark.load", "generate": "modules.benchmark.generate"}
 
 
 def main(argv: list[str]) -> int:
