@@ -164,7 +164,7 @@ def _process_images_inner(p) -> Processed:
         for i, image in enumerate(_finish_images(p, images)):
             index = n * bs + i
             p.batch_index = i
-            text = create_infotext(p, index)
+            text = create_infotext(p, index=index)
             _maybe_save(p, image, index, text)
             output_images.append(image)
             infotexts.append(text)
@@ -211,11 +211,28 @@ def _finish_images(p, images: torch.Tensor) -> list:
     return out
 
 
-def create_infotext(p, index: int) -> str:
-    """The PNG "parameters" text of image `index` of the job."""
+def create_infotext(p, all_prompts=None, all_seeds=None, all_subseeds=None, comments=None, iteration: int = 0,
+                    position_in_batch: int = 0, use_main_prompt: bool = False, index: int | None = None,
+                    all_negative_prompts=None) -> str:
+    """The PNG "parameters" text of one image: A1111's signature (extensions call it), or simply
+    create_infotext(p, index=i) for image i of the job."""
     from modules import infotext
 
-    return infotext.create_infotext(p.all_prompts[index], p.all_negative_prompts[index], generation_params(p, index))
+    if isinstance(all_prompts, int) and index is None:  # create_infotext(p, i)
+        index, all_prompts = all_prompts, None
+    if index is None:
+        index = position_in_batch + iteration * p.batch_size
+    prompts = all_prompts or p.all_prompts or [p.prompt]
+    negatives = all_negative_prompts or p.all_negative_prompts or [p.negative_prompt]
+    params = generation_params(p, index, seeds=all_seeds, subseeds=all_subseeds)
+    prompt = p.prompt if use_main_prompt else prompts[min(index, len(prompts) - 1)]
+    return infotext.create_infotext(str(prompt), str(negatives[min(index, len(negatives) - 1)]), params)
+
+
+def fix_seed(p) -> None:
+    """A1111's processing.fix_seed: replace -1 seeds by random ones (scripts call it before copying p)."""
+    p.seed = rng.fix_seed(p.seed) if not isinstance(p.seed, (list, tuple)) else p.seed
+    p.subseed = rng.fix_seed(p.subseed) if not isinstance(p.subseed, (list, tuple)) else p.subseed
 
 
 def _outdir(p, kind: str) -> Path:

@@ -75,6 +75,9 @@ def hybrid_model_error(model, task: str) -> ValueError | None:
 
 def image_conditioning(p, source: torch.Tensor, image_mask: Image.Image | None = None) -> torch.Tensor | None:
     """c_concat for the model (None for ordinary models). source: [B, 3, H, W] in [-1, 1]."""
+    custom = getattr(p, "image_conditioner", None)
+    if custom is not None:
+        return custom(p, source, image_mask)
     model = p.sd_model
     error = hybrid_model_error(model, "txt2img" if not p.is_img2img else "img2img")
     if error is not None:

@@ -11,9 +11,11 @@ from modules.processing_sample import sampler_options
 VERSION = "v1.10.1"  # A1111's version string: tools that read infotexts check it
 
 
-def generation_params(p, index: int) -> dict:
-    """index: the image's position in the job (into all_prompts / all_seeds)."""
+def generation_params(p, index: int, seeds=None, subseeds=None) -> dict:
+    """index: the image's position in the job (into all_prompts / all_seeds, or the lists given)."""
     env, opts = p.env, p.opts
+    seeds = seeds or p.all_seeds or [p.seed]
+    subseeds = subseeds or p.all_subseeds or [p.subseed]
     sampler = p.sampler
     params: dict = {
         "Steps": p.steps,
@@ -21,14 +23,14 @@ def generation_params(p, index: int) -> dict:
         "Schedule type": p.scheduler_info.label if p.scheduler_info is not None else None,
         "CFG scale": p.cfg_scale,
         "Image CFG scale": getattr(p, "image_cfg_scale", None),
-        "Seed": p.all_seeds[index] if index < len(p.all_seeds) else p.seed,
+        "Seed": seeds[min(index, len(seeds) - 1)],
         "Face restoration": None,
         "Size": f"{p.width}x{p.height}",
         "Model hash": env.model_hash,
         "Model": env.model_name,
         "VAE hash": env.vae_hash,
         "VAE": env.vae_name,
-        "Variation seed": None if p.subseed_strength == 0 else p.all_subseeds[index],
+        "Variation seed": None if p.subseed_strength == 0 else subseeds[min(index, len(subseeds) - 1)],
         "Variation seed strength": None if p.subseed_strength == 0 else p.subseed_strength,
         "Seed resize from": None if p.seed_resize_from_w <= 0 or p.seed_resize_from_h <= 0
         else f"{p.seed_resize_from_w}x{p.seed_resize_from_h}",

@@ -181,6 +181,14 @@ class StableDiffusionProcessing:
     def opts(self):
         return self.env.opts if self.env is not None else None
 
+    @property
+    def sd_model_name(self) -> str | None:
+        return self.env.model_name if self.env is not None else None
+
+    @property
+    def sd_model_hash(self) -> str | None:
+        return self.env.model_hash if self.env is not None else None
+
     def add_warning(self, text: str) -> None:
         """Shown in the job's info (Processed.comments) and logged; never silently dropped."""
         if text not in self.warnings:
@@ -244,6 +252,9 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
     initial_noise_multiplier: float | None = None
     latent_mask: Any = None
     include_init_images: bool = False
+    # c_concat maker `(p, source [B, 3, H, W] in [-1, 1], image_mask PIL | None) -> tensor | None`: lets
+    # depth2img (5-ch) and others reuse this pipeline; None = ordinary / 9-ch inpainting models.
+    image_conditioner: Callable | None = None
     # filled while the job runs
     init_latent: Any = None
     nmask: Any = None

@@ -91,11 +91,11 @@ def test_size_not_multiple_of_factor_is_rounded_down_with_warning(v1):
 
 @pytest.mark.parametrize("upscaler", ["Latent", "Latent (nearest)", "Lanczos"])
 def test_hires_fix_output_size_and_infotext(v1, upscaler):
-    res = txt2img(v1, width=64, height=32, enable_hr=True, hr_scale=1.5, hr_upscaler=upscaler,
+    res = txt2img(v1, width=64, height=48, enable_hr=True, hr_scale=1.5, hr_upscaler=upscaler,
                   hr_second_pass_steps=2, denoising_strength=0.6)
-    assert res.images[0].size == (96, 48)
+    assert res.images[0].size == (96, 72)  # latent 12x9: odd sizes work
     text = res.infotexts[0]
-    for field in ("Size: 64x32", "Hires upscale: 1.5", "Hires steps: 2", f"Hires upscaler: {upscaler}",
+    for field in ("Size: 64x48", "Hires upscale: 1.5", "Hires steps: 2", f"Hires upscaler: {upscaler}",
                   "Denoising strength: 0.6"):
         assert field in text
 

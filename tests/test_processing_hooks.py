@@ -64,3 +64,47 @@ def test_tiled_run_blends_back_to_the_whole_result():
 
     tiled = run_tiled(up, x, tile=8, overlap=3, scale=2, out_channels=3)
     assert torch.allclose(tiled, up(x), atol=1e-6)
+
+
+def _env(**settings):
+    opts = Options()
+    opts.update({"samples_save": False, "grid_save": False, "return_grid": False, "live_previews_enable": False,
+                 **settings})
+    return ProcessingEnv(opts=opts, job=Job("t"))
+
+
+def test_a1111_create_infotext_signature_matches_the_job_infotexts():
+    from modules.processing import create_infotext
+
+    p = StableDiffusionProcessingTxt2Img(sd_model=make_tiny_model("tiny-v1"), env=_env(), prompt="a cat", seed=3,
+                                         steps=2, width=64, height=64, batch_size=2, n_iter=2)
+    res = process_images(p)
+    assert create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds, None, 1, 1) == res.infotexts[3]
+    assert "Seed: 6," in res.infotexts[3]
+
+
+def test_image_conditioner_plugs_a_depth_model_into_img2img():
+    from PIL import Image
+
+    from modules.processing import StableDiffusionProcessingImg2Img
+
+    seen = []
+
+    def flat_depth(p, source, image_mask):  # depth2img's place: a depth map as c_concat [B, 1, h, w]
+        f = p.sd_model.vae_scale_factor
+        seen.append(tuple(source.shape))
+        return torch.zeros(source.shape[0], 1, source.shape[2] // f, source.shape[3] // f)
+
+    p = StableDiffusionProcessingImg2Img(sd_model=make_tiny_model("tiny-v2-depth"), env=_env(), prompt="a cat",
+                                         init_images=[Image.new("RGB", (64, 48), (200, 30, 30))], steps=3,
+                                         width=64, height=48, denoising_strength=0.8, image_conditioner=flat_depth)
+    res = process_images(p)
+    assert res.images[0].size == (64, 48) and seen == [(1, 3, 48, 64)]
+
+
+def test_approx_live_preview():
+    env = _env(live_previews_enable=True, show_progress_every_n_steps=1, show_progress_type="Approx cheap")
+    p = StableDiffusionProcessingTxt2Img(sd_model=make_tiny_model("tiny-v1"), env=env, prompt="a cat", seed=3,
+                                         steps=2, width=64, height=48)
+    process_images(p)
+    assert env.job.current_image is not None and env.job.current_image.size[0] > 0
