@@ -224,3 +224,12 @@ def test_no_checkpoint_at_all_is_a_503_with_a_message(tmp_path):
     r = client.post(f"{API}/txt2img", json={**SMALL})
     assert r.status_code == 503 and "checkpoint" in r.json()["detail"]
     assert client.post(f"{API}/reload-checkpoint").status_code == 503
+
+
+def test_override_vae_choice_for_one_job(client, ctx):
+    before = ctx.models.vae_choice
+    body = txt2img(client, prompt="v", steps=1, override_settings={"sd_vae": "None"})
+    assert json.loads(body["info"])["sd_vae_name"] is None
+    assert ctx.models.vae_choice == before
+    r = client.post(f"{API}/txt2img", json={**SMALL, "override_settings": {"sd_vae": "missing.safetensors"}})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "override_settings", "sd_vae"]

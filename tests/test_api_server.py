@@ -110,3 +110,17 @@ def test_bad_requests_leave_the_server_running(server):
     big = png_b64(gradient(8, 8))
     r = requests.post(f"{api}/img2img", json={"init_images": [big], "width": 100000}, timeout=TIMEOUT)
     assert r.status_code == 422
+
+
+@pytest.mark.slow  # building the Gradio UI takes ~30 s on a shared 2-core machine
+def test_api_next_to_the_ui_behind_api_auth(tmp_path):
+    """--api with the UI: the routes are registered before Gradio is mounted at "/" (else they
+    would 404), and --api-auth guards them while the UI page stays Gradio's business."""
+    ctx = make_context(tmp_path, "--api-auth", "user:pa:ss")
+    with LiveServer(ctx) as url:
+        assert requests.get(f"{url}/sdapi/v1/progress", timeout=TIMEOUT).status_code == 401
+        r = requests.get(f"{url}/sdapi/v1/progress", auth=("user", "pa:ss"), timeout=TIMEOUT)
+        assert r.status_code == 200 and r.json()["state"]["job"] == ""
+        assert requests.get(f"{url}/sdapi/v1/sd-models", auth=("user", "wrong"), timeout=TIMEOUT).status_code == 401
+        page = requests.get(f"{url}/", timeout=TIMEOUT)
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
