@@ -7,9 +7,7 @@ import pytest
 import torch
 
 from modules.ldm.config import BUNDLED_CONFIGS, build_from_config, load_config
-
-MANIFESTS = Path(__file__).resolve().parents[2] / "shared" / "ldm" / "manifests"
-pytestmark = pytest.mark.skipif(not MANIFESTS.is_dir(), reason="needs ../shared/ldm/manifests")
+from tests.shared_data import MANIFESTS  # noqa: E402
 
 
 def read_manifest(name: str) -> dict:

@@ -3,15 +3,15 @@ implementation (transformers' DPTForDepthEstimation, hybrid) on the same tiny ra
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import torch
 
 from modules.ldm.config import build_from_config
 from modules.ldm.midas import MidasConfig, MiDaSInference, build_depth_model
+from tests.shared_data import MANIFESTS  # noqa: E402
 
-MANIFEST = Path("/work/shared/ldm/manifests/v2-midas-inference.keys.tsv")
+MANIFEST = MANIFESTS / "v2-midas-inference.keys.tsv"
 TINY = dict(stem_chs=16, layers=(1, 1, 1), channels=(32, 64, 128), norm_groups=8, embed_dim=64, depth=4,
             num_heads=2, hooks=(2, 3), img_size=64, features=32, num_classes=10)
 

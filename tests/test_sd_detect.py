@@ -1,14 +1,10 @@
 """Config detection: fake state dicts (meta tensors with the official shapes) pick the right config."""
-from pathlib import Path
 
 import pytest
 import torch
 
 from modules import sd_detect
-
-MANIFESTS = Path("/work/shared/ldm/manifests")
-if not MANIFESTS.is_dir():
-    MANIFESTS = Path(__file__).parent / "data" / "manifests"
+from tests.shared_data import MANIFESTS  # noqa: E402
 
 
 def manifest_state_dict(config: str) -> dict[str, torch.Tensor]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +13,8 @@ from modules.hybrid_sampling import SamplingSettings
 from modules.ldm.config import build_from_config
 from modules.ldm.latent_diffusion import LatentUpscaleDiffusion
 from modules.upscaler_x4 import X4Settings, upscale_x4
+from tests.shared_data import MANIFESTS  # noqa: E402
 from tests.tiny import make_tiny_model
-
-MANIFESTS = Path("/work/shared/ldm/manifests")
 
 
 @pytest.fixture(scope="module")
