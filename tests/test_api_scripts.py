@@ -65,6 +65,8 @@ class Runner:
             script.process(p, *p.script_args[script.args_from:script.args_to])
 
     def run(self, p, *args):
+        if not args[0]:
+            return None  # no dropdown script: the caller runs process_images
         script = self.selectable_scripts[args[0] - 1]
         return script.run(p, *args[script.args_from:script.args_to])
 
@@ -116,3 +118,29 @@ def test_an_alwayson_script_gets_its_args(client):
 def test_script_errors_are_422(client, body):
     r = client.post(f"{API}/txt2img", json={**SMALL, **body})
     assert r.status_code == 422, r.text
+
+
+@pytest.mark.slow  # loads every built-in extension and builds their controls
+def test_the_builtin_xyz_plot_through_the_api(tmp_path_factory):
+    """The real extension system: X/Y/Z plot (built in) as A1111 clients call it, by title with
+    its arguments in the order of its controls."""
+    from modules.extensions import load_extensions
+    from webui.ui import scripts_ui
+
+    ctx = make_context(make_data_dir(tmp_path_factory.mktemp("xyz-api")))
+    ctx.opts.set("samples_save", False)
+    load_extensions(ctx)
+    scripts_ui.attach(ctx)
+    app = FastAPI()
+    routes.install(app, ctx)
+    client = TestClient(app, raise_server_exceptions=False)
+    assert "x/y/z plot" in client.get(f"{API}/scripts").json()["txt2img"]
+    info = next(i for i in client.get(f"{API}/script-info").json() if i["name"] == "x/y/z plot")
+    assert len(info["args"]) >= 6
+    args = ["Seed", "11, 12", "Steps", "1, 2", "Nothing", "", True, True]  # ..., legend, include sub images
+    r = client.post(f"{API}/txt2img", json={**SMALL, "prompt": "a", "script_name": "X/Y/Z plot",
+                                            "script_args": args})
+    assert r.status_code == 200, r.text
+    infotexts = json.loads(r.json()["info"])["infotexts"]
+    assert any("Seed: 12," in t and "Steps: 2," in t for t in infotexts)
+    assert len(r.json()["images"]) == 5  # the grid, then the 2 x 2 cells

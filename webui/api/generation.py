@@ -167,17 +167,16 @@ def run_job(ctx: AppContext, name: str, cls, kwargs: dict[str, Any], req, plan: 
 
 
 def _process(p, plan: scripts_api.ScriptPlan):
+    """A1111's order: the runner's run (setup, then the dropdown script if one was chosen, which
+    usually calls process_images itself); without a dropdown script, process_images with the
+    AlwaysVisible scripts' hooks."""
     processing = _processing()
     try:
-        if plan.runner is not None:
-            p.scripts = plan.runner
-        if plan.selectable is not None:
-            p.script_args = list(plan.script_args)
-            processed = plan.runner.run(p, *p.script_args)
-            return processed if processed is not None else processing.process_images(p)
-        if plan.runner is not None:
-            p.script_args = tuple(plan.script_args)
-        return processing.process_images(p)
+        if plan.runner is None:
+            return processing.process_images(p)
+        p.scripts, p.script_args = plan.runner, list(plan.script_args)
+        processed = plan.runner.run(p, *p.script_args)
+        return processed if processed is not None else processing.process_images(p)
     finally:
         p.close()
 
@@ -189,8 +188,8 @@ def run_guarded(ctx: AppContext, job, work: Callable):
         return ctx.jobs.run(job, work)
     except ApiError:
         raise
-    except ValueError as e:
-        raise ApiError(422, str(e)) from None
+    except ValueError as e:  # the engine's message for input it cannot use; a script's crash is ours
+        raise ApiError(500 if type(e).__name__ == "ScriptError" else 422, str(e)) from None
     except devices.OutOfMemory as e:
         log.warning("%s: %s", job.name, e)
         raise ApiError(500, str(e)) from None

@@ -3,7 +3,8 @@
 The seam: the extensions system registers `ctx.services["scripts"]`, an object with A1111's two
 ScriptRunners as `scripts_txt2img` and `scripts_img2img` (or a method `runner(is_img2img)`). A runner
 has `scripts` (every Script), `selectable_scripts`, optionally `alwayson_scripts`, `run(p, *args)`
-(runs the selectable script whose 1-based index is args[0]) and optionally `default_script_args()`
+(runs the selectable script whose 1-based index is args[0]; for 0 it returns None and the API then
+runs process_images with `p.scripts` set for the AlwaysVisible hooks) and optionally `default_script_args()`
 (or the list `default_script_args`). A Script has `title()`, `alwayson`, `args_from`, `args_to` and
 optionally `api_info`. Without the service there are no scripts: any script name is a 422
 "not found", exactly what A1111 answers for a script that is not installed.
@@ -45,6 +46,8 @@ def script_info(ctx: AppContext) -> list[dict]:
     out = []
     for is_img2img in (False, True):
         runner = runner_for(ctx, is_img2img)
+        if hasattr(runner, "describe"):
+            runner.describe()  # builds the controls once: api_info and defaults come from them
         for script in getattr(runner, "scripts", None) or []:
             info = getattr(script, "api_info", None)
             if info is None:
