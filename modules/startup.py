@@ -65,10 +65,39 @@ def current_model(ctx: AppContext) -> LoadedCheckpoint:
     return manager.load(info)
 
 
+def count_tokens(ctx: AppContext, text: str) -> tuple[int, int]:
+    """The UI's "used/75" counter, with the loaded model's tokenizer and embeddings."""
+    loaded = ctx.models.current if ctx.models else None
+    if loaded is None:
+        return 0, 75
+    encoder = ctx.services["conditioner"](loaded.model, ctx.opts)
+    return encoder.count_tokens(text)
+
+
+def attach_services(ctx: AppContext) -> None:
+    """The prompt-side services processing and the front ends look up by name (ProcessingEnv)."""
+    from modules.conditioning import make_conditioner
+    from modules.embeddings import EmbeddingDatabase
+    from modules.lora import LoraDatabase, LoraExtraNetworks
+    from modules.styles import StyleDatabase
+
+    embeddings = EmbeddingDatabase([ctx.paths.embeddings_dir])
+    loras = LoraDatabase([ctx.paths.lora_dir])
+    ctx.services.update({
+        "embeddings": embeddings,
+        "conditioner": make_conditioner(embeddings),
+        "styles": StyleDatabase(ctx.paths.styles_file),
+        "lora": loras,
+        "extra_networks": LoraExtraNetworks(loras),
+        "count_tokens": count_tokens,
+    })
+
+
 def attach_engine(ctx: AppContext, preload: bool = True) -> None:
-    """Create the model manager (scanning the checkpoint folders) and load the default model in the
-    background, so the page is served at once (A1111 makes the user wait for the load)."""
+    """Create the model manager (scanning the checkpoint folders) and the prompt services, and load
+    the default model in the background, so the page is served at once (A1111 makes the user wait)."""
     ctx.models = create_model_manager(ctx)
+    attach_services(ctx)
     if preload:
         def _load():
             try:

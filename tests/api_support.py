@@ -39,6 +39,8 @@ def make_context(data_dir: Path, *flags: str):
     vaes = VaeCatalog(ctx.paths.vae_dir, [ckpt_dir])
     ctx.models = ModelManager(catalog, device="cpu", vae_catalog=vaes)
     ctx.models.refresh()
+    from modules.startup import attach_services
+    attach_services(ctx)
     return ctx
 
 

@@ -84,13 +84,13 @@ def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
     sources = {"mode": mode, "init_img": init_img, "sketch": sketch, "inpaint": inpaint,
                "upload_img": upload_img, "upload_mask": upload_mask, "batch_in": batch_in,
                "batch_out": batch_out, "batch_mask": batch_mask}
-    names, source_names = list(fields), list(sources)
+    script_inputs = tab_common.script_kwargs(scripts.inputs)
 
-    def generate(*values):
+    def generate(**values):
         t0 = time.time()
-        request = dict(zip(names, values[:len(names)]))
-        src = dict(zip(source_names, values[len(names):len(names) + len(source_names)]))
-        script_values = list(values[len(names) + len(source_names):])
+        request = {name: values[name] for name in fields}
+        src = {name: values[name] for name in sources}
+        script_values = [values[name] for name in script_inputs]
         request["inpaint_full_res"] = bool(request["inpaint_full_res"])
         if src["mode"] == "batch":
             yield from image_inputs.run_batch(ctx, ui, request, src, script_values, result, t0)
@@ -99,8 +99,8 @@ def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
         yield from tab_common.generate(ctx, ui, "img2img", request, script_values, result, t0)
 
     outputs = [result.gallery, result.infotext, result.info, result.progress, result.preview, result.seeds]
-    inputs = list(fields.values()) + list(sources.values()) + scripts.inputs
-    event = prompt.generate.click(generate, inputs=inputs, outputs=outputs, api_name="img2img",
+    inputs = {**fields, **sources, **script_inputs}
+    event = prompt.generate.click(tab_common.named_generator(generate, inputs), inputs_kwargs=inputs, outputs=outputs, api_name="img2img",
                                   concurrency_id="generation", concurrency_limit=None)
     tab_common.wire_common(ctx, ui, tab, prompt, seed, result)
     gen_tab = tab_common.GenerationTab(tab, fields, result, prompt, event)

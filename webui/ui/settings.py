@@ -1,6 +1,8 @@
 """Settings tab: every option of the registry, grouped by section, with Apply and Reload UI."""
 from __future__ import annotations
 
+import inspect
+
 import gradio as gr
 
 from modules.context import AppContext
@@ -40,6 +42,8 @@ def apply_settings(ctx: AppContext, keys: list[str], values: list) -> str:
     """Validate every changed value, save atomically; returns the message shown under the button."""
     changed = {}
     for key, value in zip(keys, values):
+        if value is None:  # not sent (API clients may send only what they change)
+            continue
         info = ctx.opts.registry[key]
         if info.value_kind() == "int" and isinstance(value, float) and value.is_integer():
             value = int(value)
@@ -76,6 +80,12 @@ def create_tab(ctx: AppContext, choices_for=None) -> None:
                 for key in section_keys:
                     keys.append(key)
                     components.append(component_for(key, ctx.opts.registry[key], ctx.opts.get(key), choices_for))
-    apply.click(lambda *values: apply_settings(ctx, keys, list(values)), inputs=components, outputs=result,
-                api_name="apply_settings")
+    def apply_fn(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        return apply_settings(ctx, keys, [bound.arguments.get(k) for k in keys])
+    # named parameters (one per setting key, default None = unchanged) for gradio_client callers
+    signature = inspect.Signature([inspect.Parameter(k, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+                                   for k in keys])
+    apply_fn.__signature__ = signature
+    apply.click(apply_fn, inputs_kwargs=dict(zip(keys, components)), outputs=result, api_name="apply_settings")
     reload.click(None, js="() => { setTimeout(() => location.reload(), 200); }")

@@ -1,6 +1,7 @@
 """What the generation tabs share: building the request, running it, and the common buttons."""
 from __future__ import annotations
 
+import inspect
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,26 @@ class GenerationTab:
     result: widgets.ResultPanel
     prompt: widgets.PromptRow
     event: Any
+
+
+def named_generator(impl, inputs: dict[str, Any]):
+    """A generator fn whose signature names every input with its component's initial value as the
+    default, so API clients call `/txt2img` with only the fields they care about (prompt=..., steps=...)."""
+    params = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=getattr(c, "value", None))
+              for name, c in inputs.items()]
+    signature = inspect.Signature(params)
+
+    def fn(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        yield from impl(**bound.arguments)
+    fn.__signature__ = signature
+    return fn
+
+
+def script_kwargs(components: list) -> dict[str, Any]:
+    """Extensions' controls as named inputs (script_args_0, ...), in the order their scripts expect."""
+    return {f"script_args_{i}": c for i, c in enumerate(components)}
 
 
 def clean_request(ctx: AppContext, request: dict) -> dict:

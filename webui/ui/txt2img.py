@@ -52,19 +52,20 @@ def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
         "hr_resize_x": hr_resize_x, "hr_resize_y": hr_resize_y, "hr_sampler_name": hr_sampler,
         "hr_prompt": hr_prompt, "hr_negative_prompt": hr_negative,
     }
-    names = list(fields)
+    script_inputs = tab_common.script_kwargs(scripts.inputs)
 
-    def generate(*values):
+    def generate(**values):
         t0 = time.time()
-        request = dict(zip(names, values[:len(names)]))
-        script_values = list(values[len(names):])
+        request = {name: values[name] for name in fields}
+        script_values = [values[name] for name in script_inputs]
         yield from tab_common.generate(ctx, ui, "txt2img", request, script_values, result, t0)
 
     outputs = [result.gallery, result.infotext, result.info, result.progress, result.preview, result.seeds]
-    inputs = list(fields.values()) + scripts.inputs
-    event = prompt.generate.click(generate, inputs=inputs, outputs=outputs, api_name="txt2img",
+    # named inputs: API clients (gradio_client) call /txt2img with prompt=..., steps=...
+    inputs = {**fields, **script_inputs}
+    event = prompt.generate.click(tab_common.named_generator(generate, inputs), inputs_kwargs=inputs, outputs=outputs, api_name="txt2img",
                                   concurrency_id="generation", concurrency_limit=None)
-    prompt.prompt.submit(generate, inputs=inputs, outputs=outputs, api_visibility="private",
+    prompt.prompt.submit(tab_common.named_generator(generate, inputs), inputs_kwargs=inputs, outputs=outputs, api_visibility="private",
                          concurrency_id="generation", concurrency_limit=None)
     tab_common.wire_common(ctx, ui, tab, prompt, seed, result)
     return tab_common.GenerationTab(tab, fields, result, prompt, event)

@@ -1,0 +1,161 @@
+"""The web UI in a real browser (Playwright + Debian's chromium) against a server with tiny models.
+
+Screenshots of each tab are kept as artifacts in a temp dir (printed at the end), not committed.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.api_support import gradient, make_context, make_data_dir
+from tests.live_server import LiveServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"]
+SHOTS = Path(tempfile.gettempdir()) / "sdwebui-screenshots"
+
+
+def _browser_or_skip():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI: .ci/run installs it (apt-get install chromium)")
+        pytest.skip("chromium is not installed here (apt-get install chromium); CI installs it")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is missing: it is in requirements-test.txt")
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    sync_playwright = _browser_or_skip()
+    root = make_data_dir(tmp_path_factory.mktemp("browser"))
+    ctx = make_context(root)
+    SHOTS.mkdir(exist_ok=True)
+    with LiveServer(ctx) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(url)
+        page.wait_for_selector("#txt2img_prompt textarea")
+        yield ctx, url, page
+        browser.close()
+    print(f"\nscreenshots: {SHOTS}")
+
+
+def set_slider(page, elem_id: str, value) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def generate(page, tab: str, prompt: str, steps: int = 3) -> None:
+    page.fill(f"#{tab}_prompt textarea", prompt)
+    set_slider(page, f"{tab}_steps", steps)
+    set_slider(page, f"{tab}_width", 64)
+    set_slider(page, f"{tab}_height", 64)
+    page.click(f"#{tab}_generate")
+
+
+def wait_for_gallery(page, tab: str, previous: str = "") -> str:
+    info = page.locator(f"#{tab}_generation_info textarea")
+    page.wait_for_function(
+        "([sel, prev]) => { const t = document.querySelector(sel); return t && t.value && t.value !== prev; }",
+        arg=[f"#{tab}_generation_info textarea", previous])
+    page.wait_for_selector(f"#{tab}_gallery img")
+    return info.input_value()
+
+
+def test_txt2img_generates_an_image_with_its_info(app):
+    ctx, url, page = app
+    generate(page, "txt2img", "a red circle")
+    infotext = wait_for_gallery(page, "txt2img")
+    assert infotext.startswith("a red circle") and "Steps: 3" in infotext
+    page.screenshot(path=str(SHOTS / "txt2img.png"), full_page=True)
+
+
+def test_png_info_sends_parameters_back_to_txt2img(app, tmp_path):
+    ctx, url, page = app
+    generate(page, "txt2img", "a (blue:1.2) square", steps=4)
+    infotext = wait_for_gallery(page, "txt2img", previous=page.locator("#txt2img_generation_info textarea").input_value())
+    png = tmp_path / "out.png"
+    from PIL import PngImagePlugin
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", infotext)
+    Image.new("RGB", (64, 64)).save(png, pnginfo=info)
+    page.fill("#txt2img_prompt textarea", "something else")
+    page.click("#tab_pnginfo-button, button:has-text('PNG Info')")
+    page.set_input_files("#pnginfo_image input[type=file]", str(png))
+    page.wait_for_function("() => document.querySelector('#pnginfo_generation_info textarea').value.length > 0")
+    page.screenshot(path=str(SHOTS / "pnginfo.png"), full_page=True)
+    page.click("#pnginfo_send_txt2img")
+    page.wait_for_function("() => document.querySelector('#txt2img_prompt textarea').value === 'a (blue:1.2) square'")
+    assert page.locator("#txt2img_steps input[type=number]").input_value() == "4"
+
+
+def test_inpaint_with_a_drawn_mask(app):
+    ctx, url, page = app
+    src = ctx.paths.data_dir / "inpaint-src.png"
+    gradient(64, 64).save(src)
+    page.click("button:has-text('img2img')")
+    page.click("#img2img_inpaint_tab-button, button:has-text('Inpaint')")
+    page.set_input_files("#img2maskimg input[type=file]", str(src))
+    canvas = page.locator("#img2maskimg canvas").first
+    canvas.wait_for()
+    box = canvas.bounding_box()
+    page.locator("#img2maskimg button[aria-label*='rush'], #img2maskimg button[title*='rush']").first.click()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6, steps=8)
+    page.mouse.up()
+    generate(page, "img2img", "inpaint here", steps=2)
+    infotext = wait_for_gallery(page, "img2img")
+    assert "Mask blur" in infotext
+    page.screenshot(path=str(SHOTS / "inpaint.png"), full_page=True)
+
+
+def test_text_file_as_image_shows_an_error_and_the_next_job_works(app, tmp_path):
+    ctx, url, page = app
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image at all")
+    page.click("button:has-text('img2img')")
+    page.click("#img2img_img2img_tab-button, button:has-text('img2img') >> nth=1")
+    page.set_input_files("#img2img_image input[type=file]", str(bad))
+    page.wait_for_selector(".toast-body, .toast-wrap", timeout=30_000)
+    page.click("button:has-text('txt2img')")
+    previous = page.locator("#txt2img_generation_info textarea").input_value()
+    generate(page, "txt2img", "after the error")
+    assert wait_for_gallery(page, "txt2img", previous).startswith("after the error")
+
+
+def test_interrupt_stops_a_long_run(app):
+    ctx, url, page = app
+    page.click("button:has-text('txt2img')")
+    previous = page.locator("#txt2img_generation_info textarea").input_value()
+    generate(page, "txt2img", "a long run", steps=150)
+    page.wait_for_function("() => !!document.querySelector('#txt2img_progress .progress')")
+    page.click("#txt2img_interrupt")
+    infotext = wait_for_gallery(page, "txt2img", previous)
+    assert "Steps: 150" in infotext
+
+
+def test_setting_persists_across_a_restart(app):
+    ctx, url, page = app
+    page.click("button:has-text('Settings')")
+    page.screenshot(path=str(SHOTS / "settings.png"), full_page=True)
+    box = page.locator("#setting_jpeg_quality input[type=number]")
+    box.fill("63")
+    box.press("Enter")
+    page.click("#settings_submit")
+    page.wait_for_function("() => document.querySelector('#settings_result').innerText.includes('jpeg_quality')")
+    restarted = make_context(ctx.paths.data_dir)
+    assert restarted.opts.jpeg_quality == 63

@@ -1,0 +1,94 @@
+"""The web UI's named endpoints, driven with gradio_client against a real server and tiny checkpoints."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from tests.api_support import gradient, make_context, make_data_dir
+from tests.live_server import LiveServer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = make_data_dir(tmp_path_factory.mktemp("ui"))
+    ctx = make_context(root)
+    with LiveServer(ctx) as url:
+        from gradio_client import Client
+        yield ctx, Client(url, verbose=False)
+
+
+def api_params(client, api_name: str) -> list[str]:
+    info = client.view_api(return_format="dict", print_info=False)
+    return [p["parameter_name"] for p in info["named_endpoints"][api_name]["parameters"]]
+
+
+def test_txt2img_endpoint_makes_images_with_infotext(server):
+    ctx, client = server
+    names = api_params(client, "/txt2img")
+    assert {"prompt", "negative_prompt", "seed", "steps", "width", "height"} <= set(names), names
+    gallery, infotext, *_ = client.predict(prompt="a red circle", steps=3, width=96, height=64, seed=7,
+                                           batch_size=2, api_name="/txt2img")
+    assert len(gallery) == 3  # the grid first (return_grid), then the two images, as in A1111
+    grid, first, second = (Image.open(g["image"]) for g in gallery)
+    assert grid.size == (192, 64) and first.size == (96, 64)
+    assert "Seed: 7" in infotext and "Steps: 3" in infotext and "Size: 96x64" in infotext
+    assert "Seed: 7," in first.info["parameters"] and "Seed: 8," in second.info["parameters"]
+
+
+def test_img2img_endpoint_uses_the_uploaded_image(server):
+    ctx, client = server
+    from gradio_client import handle_file
+    path = ctx.paths.data_dir / "init.png"
+    gradient(64, 64).save(path)
+    names = api_params(client, "/img2img")
+    assert "init_img" in names and "denoising_strength" in names
+    kwargs = {"denoising_strength": 0.5, "init_img": handle_file(str(path))}
+    gallery, infotext, *_ = client.predict(prompt="x", steps=2, width=64, height=64, api_name="/img2img",
+                                           **kwargs)
+    assert Image.open(gallery[-1]["image"]).size == (64, 64)
+    assert "Denoising strength: 0.5" in infotext
+
+
+def test_png_info_endpoint_reads_back_parameters(server):
+    ctx, client = server
+    from gradio_client import handle_file
+    gallery, infotext, *_ = client.predict(prompt="a blue square", steps=2, width=64, height=64, seed=3,
+                                           api_name="/txt2img")
+    text, _ = client.predict(handle_file(gallery[-1]["image"]), api_name="/pnginfo")
+    assert text == infotext
+
+
+def test_settings_apply_validates_and_persists(server):
+    ctx, client = server
+    assert set(api_params(client, "/apply_settings")) == set(ctx.opts.registry)
+    message = client.predict(jpeg_quality=55, api_name="/apply_settings")
+    assert message.startswith("1 settings changed: jpeg_quality")
+    assert json.loads(ctx.paths.config_file.read_text())["jpeg_quality"] == 55
+    with pytest.raises(Exception, match="maximum value 100|between 1 and 100"):
+        client.predict(jpeg_quality=500, api_name="/apply_settings")
+    assert ctx.opts.jpeg_quality == 55
+
+
+def test_switch_checkpoint_endpoint(server):
+    ctx, client = server
+    titles = ctx.models.catalog.titles()
+    target = next(t for t in titles if t.startswith("tiny-b"))
+    status = client.predict(target, api_name="/switch_checkpoint")
+    assert "tiny-b" in status and ctx.models.current.info.title == target
+    assert ctx.opts.sd_model_checkpoint == target
+
+
+def test_bad_input_is_a_message_and_the_server_keeps_working(server):
+    ctx, client = server
+    from gradio_client import handle_file
+    bad = ctx.paths.data_dir / "not-an-image.png"
+    bad.write_text("this is text")
+    with pytest.raises(Exception) as e:
+        client.predict(prompt="x", steps=2, api_name="/img2img", init_img=handle_file(str(bad)))
+    assert "Traceback" not in str(e.value)
+    gallery, *_ = client.predict(prompt="still works", steps=2, width=64, height=64, api_name="/txt2img")
+    assert len(gallery) == 1
