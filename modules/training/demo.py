@@ -175,8 +175,8 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where demo.safetensors + demo.yaml go")
     p.add_argument("--ae-steps", type=int, default=450)
     p.add_argument("--decoder-steps", type=int, default=1000)
-    p.add_argument("--unet-steps", type=int, default=2000)
-    p.add_argument("--eval-every", type=int, default=250, help="steps between quick evaluations (0: none)")
+    p.add_argument("--unet-steps", type=int, default=1000)
+    p.add_argument("--eval-every", type=int, default=200, help="steps between quick evaluations (0: none)")
     p.add_argument("--vgg", type=Path, default=ROOT / "models" / "VGG" / "vgg16-397923af.pth",
                    help="torchvision VGG16 weights for the LPIPS loss (skipped when absent)")
     return p.parse_args(argv)
