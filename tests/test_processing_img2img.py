@@ -187,3 +187,13 @@ def test_img2img_errors(v1):
         img2img(v1, init_images=[picture()], denoising_strength=1.5)
     with pytest.raises(ValueError, match="depth2img"):
         img2img(make_tiny_model("tiny-v2-depth"), init_images=[picture()])
+
+
+@pytest.mark.parametrize("sampler", ["DPM++ 2M SDE", "DDIM", "DPM adaptive", "Heun"])
+def test_img2img_runs_the_schedule_tail_with_other_samplers(sampler):
+    model = make_tiny_model("tiny-v2-v")
+    a = img2img(model, init_images=[picture(64, 48)], width=64, height=48, steps=4, sampler_name=sampler,
+                denoising_strength=0.5)
+    b = img2img(model, init_images=[picture(64, 48)], width=64, height=48, steps=4, sampler_name=sampler,
+                denoising_strength=0.5)
+    assert a.images[0].size == (64, 48) and a.images[0].tobytes() == b.images[0].tobytes()
