@@ -5,6 +5,14 @@ Extensions written for A1111 read and write these attributes (`p.prompt`, `p.see
 What a job needs besides the request (options, job handle, output folder, prompt encoder, hooks) is
 one `ProcessingEnv` attached as `p.env`: nothing is read from module globals.
 
+A1111 surface supported (modules.processing): StableDiffusionProcessingTxt2Img / Img2Img with the
+request fields of A1111's API and the run-time lists (all_prompts, all_seeds, all_subseeds, prompts,
+seeds, iteration, batch_index, extra_generation_params, comments, sd_model, sd_model_name/hash,
+scripts, script_args); process_images(p); Processed (images, infotexts, seed(s), prompt(s), info,
+js(), index_of_first_image, comments); create_infotext(p, all_prompts, all_seeds, all_subseeds,
+comments, iteration, position_in_batch); fix_seed(p). Not supported: refiner, instruct-pix2pix
+image CFG (stored and reported only), face restoration, color correction, soft inpainting.
+
 The pipelines themselves live in processing.py (the loop), processing_txt2img.py,
 processing_img2img.py, processing_inpaint.py, processing_hires.py and processing_vae.py.
 """
