@@ -266,6 +266,8 @@ def test_interrupt_with_nothing_running_is_harmless(client):
     ({"enable_hr": True, "hr_scale": 7.9, "width": 4096}, ("hr_scale",)),
     ({"enable_hr": True, "hr_sampler_name": "nope"}, ("hr_sampler_name",)),
     ({"restore_faces": True}, ("restore_faces",)),
+    ({"firstpass_image": "abc"}, ("firstpass_image",)),
+    ({"refiner_checkpoint": "sdxl-refiner"}, ("refiner_checkpoint",)),
     ({"styles": "not a list"}, ("styles",)),
 ])
 def test_txt2img_bad_fields_are_422_naming_the_field(client, body, loc):
@@ -304,6 +306,8 @@ TRUNCATED = base64.b64encode(base64.b64decode(png_b64(NOISE))[:2000]).decode()
 def test_bad_images_are_422(client, image):
     assert_422(client.post(f"{API}/img2img", json={"init_images": [image]}), "init_images", 0)
     assert_422(client.post(f"{API}/img2img", json={"init_images": [GOOD], "mask": image or " "}), "mask")
+    if image:
+        assert_422(client.post(f"{API}/img2img", json={"init_images": [GOOD], "latent_mask": image}), "latent_mask")
     if image:
         assert_422(client.post(f"{API}/png-info", json={"image": image}), "image")
         assert_422(client.post(f"{API}/extra-single-image", json={"image": image, "upscaler_1": "Lanczos"}),

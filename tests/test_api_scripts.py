@@ -135,6 +135,9 @@ def test_the_builtin_xyz_plot_through_the_api(tmp_path_factory):
     routes.install(app, ctx)
     client = TestClient(app, raise_server_exceptions=False)
     assert "x/y/z plot" in client.get(f"{API}/scripts").json()["txt2img"]
+    extensions = client.get(f"{API}/extensions").json()
+    assert extensions and all(set(e) >= {"name", "remote", "branch", "commit_hash", "version", "enabled"}
+                              for e in extensions)
     info = next(i for i in client.get(f"{API}/script-info").json() if i["name"] == "x/y/z plot")
     assert len(info["args"]) >= 6
     args = ["Seed", "11, 12", "Steps", "1, 2", "Nothing", "", True, True]  # ..., legend, include sub images

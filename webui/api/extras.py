@@ -32,9 +32,9 @@ def png_info(ctx: AppContext, req: PNGInfoRequest) -> dict:
     geninfo, items = image_metadata.read_info_from_image(image)
     geninfo = geninfo or ""
     parameters = infotext.parse_generation_parameters(geninfo) if geninfo else {}
-    pasted = ctx.services.get("infotext_pasted")  # script_callbacks.on_infotext_pasted, when attached
-    if callable(pasted):
-        pasted(geninfo, parameters)
+    scripts = ctx.services.get("scripts")  # extensions' on_infotext_pasted may edit the parameters
+    if scripts is not None and hasattr(scripts, "infotext_pasted"):
+        scripts.infotext_pasted(geninfo, parameters)
     return {"info": geninfo, "items": _json_safe(items or {}), "parameters": _json_safe(parameters)}
 
 

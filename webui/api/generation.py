@@ -24,7 +24,7 @@ log = logging.getLogger("sdwebui.api")
 
 # request fields that steer the API itself and are not processing attributes
 API_ONLY = {"sampler_index", "script_name", "script_args", "send_images", "save_images", "alwayson_scripts",
-            "infotext", "force_task_id", "init_images", "mask", "firstpass_image", "refiner_checkpoint",
+            "infotext", "force_task_id", "init_images", "mask", "latent_mask", "firstpass_image", "refiner_checkpoint",
             "refiner_switch_at", "comments", "hr_checkpoint_name", "override_settings"}
 
 
@@ -142,6 +142,8 @@ def img2img(ctx: AppContext, req: StableDiffusionImg2ImgProcessingAPI) -> dict:
                             for i, text in enumerate(req.init_images)]
     if req.mask:
         extra["mask"] = imagecodec.decode_image(req.mask, "mask", limit)
+    if req.latent_mask:
+        extra["latent_mask"] = imagecodec.decode_image(req.latent_mask, "latent_mask", limit)
     plan = scripts_api.plan(ctx, True, req.script_name, req.script_args, req.alwayson_scripts)
     cls = _processing().StableDiffusionProcessingImg2Img
     processed, inpainting = run_job(ctx, "img2img", cls, processing_kwargs(cls, req, extra), req, plan)

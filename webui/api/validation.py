@@ -64,6 +64,9 @@ def check_unsupported(req: _Generation) -> None:
     """Fields A1111 has that this engine does not do: refused clearly rather than ignored."""
     if req.restore_faces:
         raise field_error("restore_faces", "face restoration is not available in this web UI: set it to false")
+    if req.firstpass_image:
+        raise field_error("firstpass_image", "a hires fix from a given first-pass image is not supported: "
+                                             "use img2img with that image instead")
     if req.refiner_checkpoint not in (None, "", "None"):
         raise field_error("refiner_checkpoint", "refiner checkpoints (SDXL) are not supported: leave it empty")
 
