@@ -144,7 +144,7 @@ def test_captions_describe_the_image_and_drop_attributes():
 
 
 def test_image_metrics_read_the_rendered_scene():
-    images, _, scenes = shapes.batch(np.random.default_rng(1), 60, 64, drop=False)
+    images, _, scenes = shapes.batch(np.random.default_rng(1), 60, 32, drop=False)
     u8 = ((images.transpose(0, 2, 3, 1) + 1) * 127.5).round().astype(np.uint8)
     for img, s in zip(u8, scenes, strict=True):
         assert image_metrics.dominant_color(img) == s.color

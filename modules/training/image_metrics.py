@@ -58,16 +58,18 @@ def side(image: np.ndarray) -> str | None:
 
 
 def shape(image: np.ndarray) -> str | None:
-    """"square", "circle" or "triangle" from how much of its bounding box the foreground fills
-    (1, pi/4 and 1/2 for ideal shapes)."""
+    """"triangle", "square" or "circle" from the foreground's outline: a triangle (apex up) is much
+    narrower at the top than at the bottom; a square fills the corners of its bounding box."""
     mask = foreground_mask(image)
     if mask.sum() < 4:
         return None
     ys, xs = np.nonzero(mask)
-    box = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
-    fill = mask.sum() / box
-    if fill > 0.9:
-        return "square"
-    if fill < 0.66:
+    box = mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    h, w = box.shape
+    qh, qw = max(1, h // 4), max(1, w // 4)
+    top, bottom = box[:qh].sum(1).mean(), box[-qh:].sum(1).mean()
+    if top < 0.6 * bottom:
         return "triangle"
-    return "circle"
+    corners = np.concatenate([box[:qh, :qw].ravel(), box[:qh, -qw:].ravel(),
+                              box[-qh:, :qw].ravel(), box[-qh:, -qw:].ravel()])
+    return "square" if corners.mean() > 0.6 else "circle"
