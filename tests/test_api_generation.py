@@ -25,7 +25,12 @@ INFO_KEYS = {"prompt", "all_prompts", "negative_prompt", "all_negative_prompts",
 
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory):
-    ctx = make_context(make_data_dir(tmp_path_factory.mktemp("gen-data")))
+    from modules import startup
+
+    data_dir = make_data_dir(tmp_path_factory.mktemp("gen-data"))
+    (data_dir / "styles.csv").write_text('name,prompt,negative_prompt\nfilm,"{prompt}, film grain",lowres\n')
+    ctx = make_context(data_dir)
+    startup.attach_services(ctx)  # styles, embeddings, LoRA, the conditioner: as the server has them
     ctx.opts.set("sd_model_checkpoint", "tiny-a.safetensors")
     return ctx
 
@@ -233,3 +238,12 @@ def test_override_vae_choice_for_one_job(client, ctx):
     assert ctx.models.vae_choice == before
     r = client.post(f"{API}/txt2img", json={**SMALL, "override_settings": {"sd_vae": "missing.safetensors"}})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "override_settings", "sd_vae"]
+
+
+def test_styles_are_applied_and_listed(client):
+    assert client.get(f"{API}/prompt-styles").json() == [
+        {"name": "film", "prompt": "{prompt}, film grain", "negative_prompt": "lowres"}]
+    body = txt2img(client, prompt="a fox", styles=["film"], steps=1)
+    info = json.loads(body["info"])
+    assert info["prompt"] == "a fox, film grain" and info["negative_prompt"] == "lowres"
+    assert info["styles"] == ["film"] and body["parameters"]["styles"] == ["film"]
