@@ -93,11 +93,14 @@ def attach_services(ctx: AppContext) -> None:
     })
 
 
-def attach_engine(ctx: AppContext, preload: bool = True) -> None:
+def attach_engine(ctx: AppContext, preload: bool = True, load_extensions: bool = True) -> None:
     """Create the model manager (scanning the checkpoint folders) and the prompt services, and load
     the default model in the background, so the page is served at once (A1111 makes the user wait)."""
     ctx.models = create_model_manager(ctx)
     attach_services(ctx)
+    if load_extensions:
+        from modules.extensions import load_extensions as load
+        load(ctx)  # before the preload, so a model loaded at start reaches on_model_loaded
     if preload:
         def _load():
             try:

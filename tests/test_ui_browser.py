@@ -52,6 +52,10 @@ def app(tmp_path_factory):
     print(f"\nscreenshots: {SHOTS}")
 
 
+def open_tab(page, elem_id: str) -> None:
+    page.click(f"#{elem_id}-button")
+
+
 def set_slider(page, elem_id: str, value) -> None:
     box = page.locator(f"#{elem_id} input[type=number]")
     box.fill(str(value))
@@ -93,7 +97,7 @@ def test_png_info_sends_parameters_back_to_txt2img(app, tmp_path):
     info.add_text("parameters", infotext)
     Image.new("RGB", (64, 64)).save(png, pnginfo=info)
     page.fill("#txt2img_prompt textarea", "something else")
-    page.click("#tab_pnginfo-button, button:has-text('PNG Info')")
+    open_tab(page, "tab_pnginfo")
     page.set_input_files("#pnginfo_image input[type=file]", str(png))
     page.wait_for_function("() => document.querySelector('#pnginfo_generation_info textarea').value.length > 0")
     page.screenshot(path=str(SHOTS / "pnginfo.png"), full_page=True)
@@ -106,8 +110,8 @@ def test_inpaint_with_a_drawn_mask(app):
     ctx, url, page = app
     src = ctx.paths.data_dir / "inpaint-src.png"
     gradient(64, 64).save(src)
-    page.click("button:has-text('img2img')")
-    page.click("#img2img_inpaint_tab-button, button:has-text('Inpaint')")
+    open_tab(page, "tab_img2img")
+    open_tab(page, "img2img_inpaint_tab")
     page.set_input_files("#img2maskimg input[type=file]", str(src))
     canvas = page.locator("#img2maskimg canvas").first
     canvas.wait_for()
@@ -127,11 +131,16 @@ def test_text_file_as_image_shows_an_error_and_the_next_job_works(app, tmp_path)
     ctx, url, page = app
     bad = tmp_path / "notes.png"
     bad.write_text("not an image at all")
-    page.click("button:has-text('img2img')")
-    page.click("#img2img_img2img_tab-button, button:has-text('img2img') >> nth=1")
+    open_tab(page, "tab_img2img")
+    open_tab(page, "img2img_img2img_tab")
     page.set_input_files("#img2img_image input[type=file]", str(bad))
-    page.wait_for_selector(".toast-body, .toast-wrap", timeout=30_000)
-    page.click("button:has-text('txt2img')")
+    page.click("#img2img_generate")
+    toast = page.locator(".toast-body").first
+    toast.wait_for(state="visible", timeout=60_000)
+    page.screenshot(path=str(SHOTS / "bad-upload.png"), full_page=True)
+    message = toast.inner_text()
+    assert "notes.png" in message and "not an image" in message and "Traceback" not in message
+    open_tab(page, "tab_txt2img")
     previous = page.locator("#txt2img_generation_info textarea").input_value()
     generate(page, "txt2img", "after the error")
     assert wait_for_gallery(page, "txt2img", previous).startswith("after the error")
@@ -139,7 +148,7 @@ def test_text_file_as_image_shows_an_error_and_the_next_job_works(app, tmp_path)
 
 def test_interrupt_stops_a_long_run(app):
     ctx, url, page = app
-    page.click("button:has-text('txt2img')")
+    open_tab(page, "tab_txt2img")
     previous = page.locator("#txt2img_generation_info textarea").input_value()
     generate(page, "txt2img", "a long run", steps=150)
     page.wait_for_function("() => !!document.querySelector('#txt2img_progress .progress')")
@@ -150,8 +159,9 @@ def test_interrupt_stops_a_long_run(app):
 
 def test_setting_persists_across_a_restart(app):
     ctx, url, page = app
-    page.click("button:has-text('Settings')")
+    open_tab(page, "tab_settings")
     page.screenshot(path=str(SHOTS / "settings.png"), full_page=True)
+    open_tab(page, "settings_saving")
     box = page.locator("#setting_jpeg_quality input[type=number]")
     box.fill("63")
     box.press("Enter")

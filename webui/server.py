@@ -30,6 +30,10 @@ def build_app(ctx: AppContext):
     from fastapi import FastAPI
 
     app = FastAPI(title="Stable Diffusion web UI", docs_url="/docs" if ctx.args.api else None)
+    scripts = ctx.services.get("scripts")
+    if scripts is not None:
+        from webui.ui import scripts_ui
+        scripts_ui.attach(ctx)  # builds script controls (defaults for the API) also with --nowebui
     if ctx.args.api:
         from webui.api import routes
         routes.install(app, ctx)
@@ -41,6 +45,11 @@ def build_app(ctx: AppContext):
         auth = cmd_args.parse_credentials(ctx.args.gradio_auth, "--gradio-auth") if ctx.args.gradio_auth else None
         # Gradio must be mounted last: routes registered after a mount at "/" would 404.
         app = gr.mount_gradio_app(app, demo, path="/", auth=auth, **ui_app.mount_kwargs(ctx))
+    else:
+        demo = None
+    if scripts is not None:
+        scripts.app_started(demo, app)  # on_app_started(demo, app)
+        app.router.add_event_handler("shutdown", scripts.unload)  # on_script_unloaded
     return app
 
 

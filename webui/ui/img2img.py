@@ -11,6 +11,7 @@ import gradio as gr
 from modules.context import AppContext
 from modules.processing_types import INPAINTING_FILL, RESIZE_MODES
 from webui.ui import image_inputs, tab_common, widgets
+from webui.ui.components import UploadImage, UploadImageEditor
 
 MODES = ("img2img", "sketch", "inpaint", "inpaint upload", "batch")
 
@@ -23,19 +24,19 @@ def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
             mode = gr.State("img2img")
             with gr.Tabs(elem_id="mode_img2img"):
                 with gr.Tab("img2img", elem_id="img2img_img2img_tab") as t0:
-                    init_img = gr.Image(label="Image for img2img", type="pil", image_mode="RGBA",
+                    init_img = UploadImage(label="Image for img2img", type="pil", image_mode="RGBA",
                                         elem_id="img2img_image", height=420)
                 with gr.Tab("Sketch", elem_id="img2img_img2img_sketch_tab") as t1:
-                    sketch = gr.ImageEditor(label="Sketch", type="pil", elem_id="img2img_sketch", height=420,
+                    sketch = UploadImageEditor(label="Sketch", type="pil", elem_id="img2img_sketch", height=420,
                                             brush=gr.Brush(colors=["#000000", "#ff0000", "#00ff00", "#0000ff",
                                                                    "#ffffff"], color_mode="defaults"))
                 with gr.Tab("Inpaint", elem_id="img2img_inpaint_tab") as t2:
-                    inpaint = gr.ImageEditor(label="Image for inpainting with mask", type="pil",
+                    inpaint = UploadImageEditor(label="Image for inpainting with mask", type="pil",
                                              elem_id="img2maskimg", height=420, layers=False,
                                              brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"))
                 with gr.Tab("Inpaint upload", elem_id="img2img_inpaint_upload_tab") as t3:
-                    upload_img = gr.Image(label="Image", type="pil", image_mode="RGBA", elem_id="img_inpaint_base")
-                    upload_mask = gr.Image(label="Mask (white = inpaint)", type="pil", elem_id="img_inpaint_mask")
+                    upload_img = UploadImage(label="Image", type="pil", image_mode="RGBA", elem_id="img_inpaint_base")
+                    upload_mask = UploadImage(label="Mask (white = inpaint)", type="pil", elem_id="img_inpaint_mask")
                 with gr.Tab("Batch", elem_id="img2img_batch_tab") as t4:
                     gr.Markdown("Process every image of a folder on this machine"
                                 + ("" if ctx.localhost_only else
@@ -46,7 +47,7 @@ def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
                                            elem_id="img2img_batch_output_dir", interactive=ctx.localhost_only)
                     batch_mask = gr.Textbox(label="Inpaint mask directory (optional)",
                                             elem_id="img2img_batch_inpaint_mask_dir", interactive=ctx.localhost_only)
-            for t, name in zip((t0, t1, t2, t3, t4), MODES):
+            for t, name in zip((t0, t1, t2, t3, t4), MODES, strict=True):
                 t.select(lambda n=name: n, outputs=mode, api_visibility="private", queue=False)
             resize_mode = gr.Radio(list(RESIZE_MODES), value=RESIZE_MODES[0], type="index", label="Resize mode",
                                    elem_id="resize_mode")

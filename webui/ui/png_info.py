@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from modules.context import AppContext
+from webui.ui.components import UploadImage
 
 
 @dataclass
@@ -33,7 +34,7 @@ def read_parameters(image) -> tuple[str, str]:
 def create_tab(ctx: AppContext, ui) -> PngInfoTab:
     with gr.Row():
         with gr.Column():
-            image = gr.Image(label="Source", type="pil", sources=["upload", "clipboard"], elem_id="pnginfo_image",
+            image = UploadImage(label="Source", type="pil", sources=["upload", "clipboard"], elem_id="pnginfo_image",
                              format="png")
         with gr.Column():
             infotext = gr.Textbox(label="Parameters", lines=6, interactive=False, elem_id="pnginfo_generation_info")

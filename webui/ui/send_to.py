@@ -45,6 +45,10 @@ def field_values(infotext: str) -> dict:
 def paste(ui, fields: dict, infotext: str):
     """Updates for a tab's components (in `fields` order) plus the checkpoint when one matches."""
     values = field_values(infotext)
+    scripts = ui.ctx.services.get("scripts")
+    if scripts is not None:  # on_infotext_pasted: extensions read their own fields
+        from modules.infotext import parse_generation_parameters
+        scripts.infotext_pasted(infotext, parse_generation_parameters(infotext or ""))
     updates = [gr.update(value=values[name]) if name in values else gr.skip() for name in fields]
     return updates, values.get("_model")
 

@@ -41,7 +41,7 @@ def component_for(key: str, info: OptionInfo, value, choices_for=None):
 def apply_settings(ctx: AppContext, keys: list[str], values: list) -> str:
     """Validate every changed value, save atomically; returns the message shown under the button."""
     changed = {}
-    for key, value in zip(keys, values):
+    for key, value in zip(keys, values, strict=True):
         if value is None:  # not sent (API clients may send only what they change)
             continue
         info = ctx.opts.registry[key]
@@ -87,5 +87,5 @@ def create_tab(ctx: AppContext, choices_for=None) -> None:
     signature = inspect.Signature([inspect.Parameter(k, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
                                    for k in keys])
     apply_fn.__signature__ = signature
-    apply.click(apply_fn, inputs_kwargs=dict(zip(keys, components)), outputs=result, api_name="apply_settings")
+    apply.click(apply_fn, inputs_kwargs=dict(zip(keys, components, strict=True)), outputs=result, api_name="apply_settings")
     reload.click(None, js="() => { setTimeout(() => location.reload(), 200); }")

@@ -6,7 +6,7 @@ import time
 import gradio as gr
 
 from modules.context import AppContext
-from webui.ui import generation, tab_common, widgets
+from webui.ui import tab_common, widgets
 
 
 def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
