@@ -1,7 +1,7 @@
 """Sampling for the image-conditioned ("hybrid") models outside the txt2img/img2img loop: depth2img
 (c_concat = depth) and the x4 upscaler (c_concat = noised low-res image, c_adm = its noise level).
 
-One call: prompts -> conditioning (the model's text encoder through PlainPromptEncoder, or an injected
+One call: prompts -> conditioning (the model's text encoder through conditioning.PromptEncoder, or an injected
 encoder) -> CFG denoiser with the same c_concat for cond and uncond -> a k-diffusion sampler, from
 noise or (img2img) from an init latent part-way down the schedule.
 """
@@ -14,7 +14,7 @@ import torch
 
 from modules import samplers
 from modules.cfg_denoiser import CFGDenoiser
-from modules.processing_prompts import PlainPromptEncoder
+from modules.conditioning import PromptEncoder
 from modules.rng import ImageRNG
 
 
@@ -55,7 +55,7 @@ def sample_hybrid(model, settings: SamplingSettings, image_cond: torch.Tensor, l
 
     latent_shape: (C, h, w) of one image. seed: image i gets seed + i. init_latent: img2img start,
     with denoising_strength (A1111: the last int(strength * steps) steps of a `steps` schedule run).
-    encoder: object with .multicond / .scheduled (modules.conditioning's), default PlainPromptEncoder.
+    encoder: object with .multicond / .scheduled (modules.conditioning's), default modules.conditioning.PromptEncoder.
     inner: the model as the sampler sees it (NoiseLevelConditioned for x4), default `model`.
     noise: the starting unit noise [B, C, h, w] (tiles of one image share slices of it); default
     drawn from the seeds as A1111 does.
@@ -73,7 +73,7 @@ def sample_hybrid(model, settings: SamplingSettings, image_cond: torch.Tensor, l
         sigmas = samplers.get_sigmas(info, settings.steps, denoiser, scheduler)
     device = image_cond.device
     sigmas = sigmas.to(device)
-    encoder = encoder or PlainPromptEncoder(model)
+    encoder = encoder or PromptEncoder(model)
     steps_for_cond = 2 * t_enc if info.second_order else t_enc
     cond = encoder.multicond([settings.prompt] * batch, max(steps_for_cond, 1))
     uncond = encoder.scheduled([settings.negative_prompt] * batch, max(steps_for_cond, 1))
