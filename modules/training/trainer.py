@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from modules.atomic import atomic_write_bytes
@@ -30,6 +30,24 @@ from modules.atomic import atomic_write_bytes
 log = logging.getLogger(__name__)
 
 StepFn = Callable[[int, np.random.Generator, torch.Generator], tuple[dict[str, torch.Tensor | None], dict]]
+
+
+def ema_multi_avg_fn(decay: float):
+    """EMA update for AveragedModel with LDM's warm-up (LitEma): the decay is
+    min(decay, (1 + n) / (10 + n)) after n updates, so a short run's average forgets the random
+    init. Integer buffers (position_ids) are copied, never averaged."""
+
+    @torch.no_grad()
+    def update(ema_params, params, num_averaged) -> None:
+        n = int(num_averaged)
+        d = min(decay, (1 + n) / (10 + n))
+        if torch.is_floating_point(ema_params[0]):
+            torch._foreach_lerp_(ema_params, params, 1 - d)
+        else:
+            for e, p in zip(ema_params, params, strict=True):
+                e.copy_(p)
+
+    return update
 
 
 @dataclass
@@ -58,7 +76,7 @@ class Trainer:
         self.step = 0
         self.opts = {name: torch.optim.AdamW(s.params, lr=s.lr, betas=s.betas, weight_decay=s.weight_decay)
                      for name, s in self.optimizers.items()}
-        self.ema_models = {name: AveragedModel(self.modules[name], multi_avg_fn=get_ema_multi_avg_fn(decay),
+        self.ema_models = {name: AveragedModel(self.modules[name], multi_avg_fn=ema_multi_avg_fn(decay),
                                                use_buffers=True)
                            for name, decay in self.ema.items()}
         if self.checkpoint is not None and Path(self.checkpoint).is_file():
