@@ -172,3 +172,20 @@ def test_export_round_trips_through_the_app_loader(tmp_path):
             torch.testing.assert_close(value, original[key], rtol=0, atol=0)
         else:  # stored as fp16
             torch.testing.assert_close(value.float(), original[key].half().float(), rtol=0, atol=0)
+
+
+def test_ema_warms_up_and_copies_integer_buffers():
+    from torch.optim.swa_utils import AveragedModel
+
+    from modules.training.trainer import ema_multi_avg_fn
+
+    net = torch.nn.Linear(1, 1, bias=False)
+    net.register_buffer("position_ids", torch.arange(77))
+    torch.nn.init.zeros_(net.weight)
+    ema = AveragedModel(net, multi_avg_fn=ema_multi_avg_fn(0.999), use_buffers=True)
+    ema.update_parameters(net)  # first update copies
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    ema.update_parameters(net)  # n=1: decay (1+1)/(10+1), not 0.999
+    assert ema.module.weight.item() == pytest.approx(1 - 2 / 11)
+    assert torch.equal(ema.module.position_ids, torch.arange(77))
