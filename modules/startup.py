@@ -80,6 +80,7 @@ def attach_services(ctx: AppContext) -> None:
     from modules.embeddings import EmbeddingDatabase
     from modules.lora import LoraDatabase, LoraExtraNetworks
     from modules.styles import StyleDatabase
+    from modules.x4_service import X4Upscaler
 
     embeddings = EmbeddingDatabase([ctx.paths.embeddings_dir])
     loras = LoraDatabase([ctx.paths.lora_dir])
@@ -90,6 +91,7 @@ def attach_services(ctx: AppContext) -> None:
         "lora": loras,
         "extra_networks": LoraExtraNetworks(loras),
         "count_tokens": count_tokens,
+        "upscalers": {"SD x4": X4Upscaler(ctx)},
     })
 
 

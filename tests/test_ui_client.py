@@ -6,7 +6,7 @@ import json
 import pytest
 from PIL import Image
 
-from tests.api_support import gradient, make_context, make_data_dir
+from tests.api_support import gradient, make_context, make_data_dir, write_tiny_checkpoint
 from tests.live_server import LiveServer
 
 pytestmark = pytest.mark.slow
@@ -15,6 +15,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = make_data_dir(tmp_path_factory.mktemp("ui"))
+    ckpts = root / "models" / "Stable-diffusion"
+    write_tiny_checkpoint(ckpts, "tiny-depth", "tiny-v2-depth", seed=4)
+    write_tiny_checkpoint(ckpts, "tiny-x4", "tiny-x4", seed=5)
     ctx = make_context(root)
     with LiveServer(ctx) as url:
         from gradio_client import Client
@@ -93,3 +96,36 @@ def test_bad_input_is_a_message_and_the_server_keeps_working(server):
     assert "Traceback" not in str(e.value)
     gallery, *_ = client.predict(prompt="still works", steps=2, width=64, height=64, api_name="/txt2img")
     assert len(gallery) == 1
+
+
+def test_extras_upscales_with_lanczos_and_sd_x4(server):
+    ctx, client = server
+    from gradio_client import handle_file
+    path = ctx.paths.data_dir / "small.png"
+    gradient(32, 24).save(path)
+    _, gallery, info = client.predict(handle_file(str(path)), "Lanczos", 2.0, 0, 0, "", api_name="/extras")
+    assert Image.open(gallery[0]["image"]).size == (64, 48)
+    _, gallery, info = client.predict(handle_file(str(path)), "SD x4", 4.0, 0, 0, "sharp", api_name="/extras")
+    assert Image.open(gallery[0]["image"]).size == (128, 96)
+    assert "Postprocess upscaler: SD x4" in info
+
+
+def test_depth2img_with_a_user_depth_map_on_a_depth_checkpoint(server):
+    ctx, client = server
+    from gradio_client import handle_file
+    image, depth = ctx.paths.data_dir / "d-image.png", ctx.paths.data_dir / "d-depth.png"
+    gradient(64, 64).save(image)
+    gradient(64, 64).convert("L").save(depth)
+    with pytest.raises(Exception, match="depth model"):
+        client.predict(handle_file(str(image)), handle_file(str(depth)), "a room", "", "Euler", "Automatic", 2, 7.0,
+                       0.6, 1, 1, api_name="/depth2img")
+    client.predict(next(t for t in ctx.models.catalog.titles() if t.startswith("tiny-depth")),
+                   api_name="/switch_checkpoint")
+    _, gallery, used, infotext = client.predict(handle_file(str(image)), handle_file(str(depth)), "a room", "",
+                                                "Euler", "Automatic", 2, 7.0, 0.6, 1, 1, api_name="/depth2img")
+    assert Image.open(gallery[0]["image"]).size == (64, 64)
+    assert "Depth map: user" in infotext
+    # txt2img with a depth checkpoint points at the depth2img tab
+    with pytest.raises(Exception, match="depth2img"):
+        client.predict(prompt="x", steps=2, width=64, height=64, api_name="/txt2img")
+    client.predict(next(t for t in ctx.models.catalog.titles() if t.startswith("tiny-a")), api_name="/switch_checkpoint")
