@@ -19,3 +19,20 @@ def test_every_flag_in_the_readme_exists():
     readme = (ROOT / "README.md").read_text()
     flags = set(re.findall(r"`(--[a-z-]+)", readme))
     assert flags and flags <= known, flags - known
+
+
+def test_readme_python_api_example_runs_on_a_tiny_model():
+    """The README's process_images example, as written, on a tiny model."""
+    from modules.options import Options
+    from modules.processing import process_images
+    from modules.processing_types import ProcessingEnv, StableDiffusionProcessingTxt2Img
+    from tests.tiny import make_tiny_model
+
+    model = make_tiny_model("tiny-v1")
+    p = StableDiffusionProcessingTxt2Img(prompt="a (red:1.2) circle", negative_prompt="blurry", steps=3,
+                                         sampler_name="Euler a", width=64, height=64, seed=1,
+                                         do_not_save_samples=True)
+    p.sd_model, p.env = model, ProcessingEnv(opts=Options())
+    processed = process_images(p)
+    assert processed.images[0].size == (64, 64) and processed.seed == 1
+    assert "Sampler: Euler a" in processed.infotexts[0]

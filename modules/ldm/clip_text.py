@@ -193,8 +193,10 @@ class CLIPTextEmbeddings(nn.Module):
         self.token_embedding = embedding(cfg.vocab_size, cfg.width)
         self.position_embedding = embedding(cfg.max_length, cfg.width)
         # kept for the checkpoint layout only: merged files often carry damaged values (floats,
-        # off-by-one), so forward uses arange instead
-        self.register_buffer("position_ids", torch.arange(cfg.max_length).expand((1, -1)), persistent=True)
+        # off-by-one), so forward uses arange instead. Made on the CPU even in a meta build: it is
+        # 77 integers, and torch's first arange on meta costs ~2 s of imports (measured by the loader).
+        self.register_buffer("position_ids", torch.arange(cfg.max_length, device="cpu").expand((1, -1)),
+                             persistent=True)
 
 
 class CLIPTextTransformer(nn.Module):
