@@ -40,8 +40,19 @@ def min_snr_weight(parameterization: str, t: torch.Tensor, alphas_cumprod: torch
     return clipped / snr if parameterization == "eps" else clipped / (snr + 1)
 
 
+def high_noise_weight(t: torch.Tensor, alphas_cumprod: torch.Tensor, max_weight: float) -> torch.Tensor:
+    """1 / SNR, clipped to [1, max_weight]: at high noise, weight eps errors like x0 errors.
+
+    An eps loss counts an x0 error at SNR s with weight s, so where the layout is decided (s << 1)
+    a wrong position costs almost nothing and the prompt's "on the left" is learned last. Measured
+    on the demo model: colour right 20/20 after 600 steps, side still at chance.
+    """
+    abar = alphas_cumprod.to(t.device)[t].float()
+    return (1 - abar).div(abar).clamp(1.0, max_weight)
+
+
 def diffusion_loss(model, z: torch.Tensor, cond, generator: torch.Generator | None = None,
-                   snr_gamma: float | None = None) -> torch.Tensor:
+                   snr_gamma: float | None = None, high_noise_max: float | None = None) -> torch.Tensor:
     """Mean squared error of the model's prediction at a random timestep per sample.
 
     z: scaled latents [B, C, h, w] (`get_first_stage_encoding` output); cond as `apply_model` takes it.
@@ -56,4 +67,6 @@ def diffusion_loss(model, z: torch.Tensor, cond, generator: torch.Generator | No
     per_sample = F.mse_loss(out.float(), tgt.float(), reduction="none").mean(dim=(1, 2, 3))
     if snr_gamma is not None:
         per_sample = per_sample * min_snr_weight(model.parameterization, t, alphas_cumprod, snr_gamma)
+    if high_noise_max is not None:
+        per_sample = per_sample * high_noise_weight(t, alphas_cumprod, high_noise_max)
     return per_sample.mean()

@@ -30,7 +30,8 @@ class DiffusionTraining:
     warmup_steps: int = 100
     weight_decay: float = 0.01
     ema_decay: float = 0.995
-    snr_gamma: float | None = 5.0  # min-SNR weighting; None for the plain LDM loss
+    snr_gamma: float | None = 5.0  # min-SNR weighting of low-noise steps; None for the plain LDM loss
+    high_noise_max: float | None = 20.0  # up-weight high-noise steps (see high_noise_weight); None: off
     eval_every: int = 0  # steps between evaluations (0: never)
 
 
@@ -63,7 +64,7 @@ def train_diffusion(model, cfg: DiffusionTraining, seed: int, checkpoint: Path |
         with torch.no_grad():
             z = model.get_first_stage_encoding(model.encode_first_stage(torch.from_numpy(images)), gen)
         cond = model.get_learned_conditioning(captions)
-        loss = diffusion_loss(model, z, cond, gen, cfg.snr_gamma)
+        loss = diffusion_loss(model, z, cond, gen, cfg.snr_gamma, cfg.high_noise_max)
         return {"diffusion": loss}, {"loss": loss.item()}
 
     def callback(step):
