@@ -189,3 +189,14 @@ def test_ema_warms_up_and_copies_integer_buffers():
     ema.update_parameters(net)  # n=1: decay (1+1)/(10+1), not 0.999
     assert ema.module.weight.item() == pytest.approx(1 - 2 / 11)
     assert torch.equal(ema.module.position_ids, torch.arange(77))
+
+
+def test_loss_weights_favour_the_right_noise_levels():
+    from modules.training.diffusion_loss import high_noise_weight, min_snr_weight
+
+    abar = make_tiny_model("tiny-v1").alphas_cumprod
+    t = torch.tensor([0, 100, 500, 999])
+    hi = high_noise_weight(t, abar, 20.0)
+    assert hi[0] == 1 and hi[1] == 1 and hi[-1] == 20 and 1 < hi[2] < 20
+    low = min_snr_weight("eps", t, abar, 5.0)
+    assert low[0] < 0.01 and low[-1] == 1  # low-noise steps no longer dominate
