@@ -21,7 +21,8 @@ class LiveServer:
         from webui.server import build_app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(build_app(ctx), host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(build_app(ctx), host="127.0.0.1", port=self.port, log_level="warning",
+                                timeout_graceful_shutdown=2)  # open event streams must not hold the exit
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="live-server", daemon=True)
         self.startup_timeout = startup_timeout

@@ -155,6 +155,9 @@ def test_interrupt_stops_a_long_run(app):
     page.click("#txt2img_interrupt")
     infotext = wait_for_gallery(page, "txt2img", previous)
     assert "Steps: 150" in infotext
+    note = page.locator("#txt2img_html_info #interrupted").inner_text()
+    step = int(note.split("step ")[1].split(" ")[0])
+    assert step < 150, note
 
 
 def test_setting_persists_across_a_restart(app):

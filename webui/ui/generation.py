@@ -64,7 +64,7 @@ def progress_html(ctx: AppContext, job, waiting_position: int | None) -> str:
 
 
 def run_job(ctx: AppContext, name: str, work: Callable[[Any], Any]):
-    """Generator: yields ("progress", html, preview) while the job waits/runs, then ("done", result).
+    """Generator: yields ("progress", html, preview) while the job waits/runs, then ("done", result, job).
 
     work(job) runs in a worker thread once the queue gives the job its turn; its exception is
     re-raised here as gr.Error with a user-facing message.
@@ -97,7 +97,7 @@ def run_job(ctx: AppContext, name: str, work: Callable[[Any], Any]):
         raise
     if "error" in state:
         raise gr.Error(user_message(state["error"]))
-    yield "done", state.get("result"), None
+    yield "done", state.get("result"), job
 
 
 def ensure_model(ctx: AppContext):
@@ -122,6 +122,13 @@ def comments_html(processed) -> str:
     if isinstance(comments, dict):
         comments = "\n".join(comments)
     return "".join(f"<p class='comments'>{html.escape(c)}</p>" for c in str(comments).splitlines() if c.strip())
+
+
+def interrupted_html(job) -> str:
+    if job is None or not job.interrupted:
+        return ""
+    return (f"<p class='comments' id='interrupted'>Interrupted at step {job.sampling_step} of "
+            f"{job.sampling_steps}: the image shows the state at that step.</p>")
 
 
 def wait_seconds(t0: float) -> str:

@@ -86,7 +86,7 @@ def generate(ctx: AppContext, ui, kind: str, request: dict, script_values: list,
         return processed if processed is not None else processing.process_images(p)
 
     previews = ctx.opts.live_previews_enable
-    for kind_, value, preview in generation.run_job(ctx, kind, work):
+    for kind_, value, preview in generation.run_job(ctx, kind, work):  # preview: the job when done
         if kind_ == "progress":
             yield (gr.skip(), gr.skip(), gr.skip(), value,
                    gr.update(value=preview, visible=True) if previews and preview is not None else gr.skip(),
@@ -94,7 +94,8 @@ def generate(ctx: AppContext, ui, kind: str, request: dict, script_values: list,
         else:
             tmp = Path(tempfile.mkdtemp(prefix="gallery-", dir=ui.tmp_dir))
             files, infotext, seeds = generation.gallery_outputs(value, tmp)
-            info = generation.comments_html(value) + f"<p>{generation.wait_seconds(t0)}</p>"
+            info = (generation.interrupted_html(preview) + generation.comments_html(value)
+                    + f"<p>{generation.wait_seconds(t0)}</p>")
             yield files, infotext, info, "", gr.update(value=None, visible=False), seeds
 
 
