@@ -74,6 +74,8 @@ def process_images(p: StableDiffusionProcessing) -> Processed:
                 f"out of memory generating {p.width}x{p.height} (batch size {p.batch_size}): try a smaller size or "
                 "batch size, enable 'Tiled VAE', or start with --medvram / --lowvram "
                 f"({str(e).splitlines()[0] if str(e) else 'OutOfMemoryError'})") from e
+        finally:
+            p.close()  # also after a failure: scripts' per-job model patches come off
 
 
 def _check_request(p) -> None:
@@ -279,5 +281,4 @@ def _make_result(p, output_images: list, infotexts: list) -> Processed:
     res = Processed(p, output_images, seed=p.all_seeds[0], info=infotexts[0] if infotexts else "",
                     subseed=p.all_subseeds[0], index_of_first_image=index_of_first_image, infotexts=infotexts)
     _call_script(p, "postprocess", res)
-    p.close()
     return res

@@ -210,9 +210,13 @@ class StableDiffusionProcessing:
                              "(setting img_max_size): choose a smaller size")
 
     def close(self) -> None:
-        """Free per-job tensors (A1111 calls this after a job)."""
+        """Free per-job tensors and let the script runner remove its per-job model patches (A1111
+        calls this after a job, also when the job failed)."""
         self.image_conditioning = None
         self.sampler = None
+        close = getattr(self.scripts, "close", None)
+        if close is not None:
+            close(self)
 
 
 @dataclass(eq=False)

@@ -84,7 +84,8 @@ class AttnBlock(nn.Module):
         h_ = self.norm(x)
         q, k, v = (t.reshape(b, 1, c, h * w).transpose(2, 3) for t in (self.q(h_), self.k(h_), self.v(h_)))
         out = F.scaled_dot_product_attention(q, k, v)  # [B, 1, HW, C]
-        return x + self.proj_out(out.transpose(2, 3).reshape(b, c, h, w))
+        # contiguous: keep the conv input in NCHW order (see SpatialTransformer in attention.py)
+        return x + self.proj_out(out.transpose(2, 3).reshape(b, c, h, w).contiguous())
 
 
 class Downsample(nn.Module):
