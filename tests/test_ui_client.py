@@ -108,6 +108,8 @@ def test_extras_upscales_with_lanczos_and_sd_x4(server):
     _, gallery, info = client.predict(handle_file(str(path)), "SD x4", 4.0, 0, 0, "sharp", api_name="/extras")
     assert Image.open(gallery[0]["image"]).size == (128, 96)
     assert "Postprocess upscaler: SD x4" in info
+    saved = sorted((ctx.paths.data_dir / "outputs" / "extras-images").rglob("*.png"))
+    assert len(saved) == 2 and Image.open(saved[-1]).info["parameters"] == info
 
 
 def test_depth2img_with_a_user_depth_map_on_a_depth_checkpoint(server):

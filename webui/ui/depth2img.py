@@ -66,6 +66,7 @@ def create_tab(ctx: AppContext, ui):
             if kind == "progress":
                 yield value, gr.skip(), gr.skip(), gr.skip()
             else:
+                generation.save_outputs(ctx, value.images, value.infotexts, "outdir_img2img_samples", value.seed)
                 folder = Path(tempfile.mkdtemp(prefix="depth-", dir=ui.tmp_dir))
                 files = [(generation.png_file(im, text, folder), None) for im, text in zip(value.images, value.infotexts,
                                                                                           strict=True)]

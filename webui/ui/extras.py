@@ -61,6 +61,7 @@ def create_tab(ctx: AppContext, ui):
                 yield value, gr.skip(), gr.skip()
             else:
                 result, infotext = value
+                generation.save_outputs(ctx, [result], [infotext], "outdir_extras_samples")
                 folder = Path(tempfile.mkdtemp(prefix="extras-", dir=ui.tmp_dir))
                 yield generation.wait_seconds(t0), [(generation.png_file(result, infotext, folder), None)], infotext
 

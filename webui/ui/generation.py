@@ -49,6 +49,18 @@ def png_file(image, infotext: str | None, folder: Path) -> str:
     return f.name
 
 
+def save_outputs(ctx: AppContext, images: list, infotexts: list, outdir_key: str, seed=None) -> None:
+    """Save to the outputs folder as the generation tabs do (setting samples_save; atomic, never overwrites)."""
+    if not ctx.opts.samples_save:
+        return
+    from modules.images import save_image
+    folder = Path(ctx.opts.outdir_samples or ctx.opts.get(outdir_key))
+    if not folder.is_absolute():
+        folder = ctx.paths.data_dir / folder
+    for image, text in zip(images, infotexts, strict=True):
+        save_image(image, folder, seed=seed, info=text, opts=ctx.opts)
+
+
 def progress_html(ctx: AppContext, job, waiting_position: int | None) -> str:
     if waiting_position:
         return f"<span class='progress'>In queue: {waiting_position} job(s) ahead</span>"
