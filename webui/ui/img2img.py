@@ -73,12 +73,7 @@ def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
             result = widgets.result_panel(tab)
 
     fields = {
-        "prompt": prompt.prompt, "negative_prompt": prompt.negative_prompt, "styles": prompt.styles,
-        "sampler_name": sampler.sampler_name, "scheduler": sampler.scheduler, "steps": sampler.steps,
-        "width": size.width, "height": size.height, "n_iter": size.batch_count, "batch_size": size.batch_size,
-        "cfg_scale": size.cfg_scale, "denoising_strength": denoising, "seed": seed.seed,
-        "subseed": seed.subseed, "subseed_strength": seed.subseed_strength,
-        "seed_resize_from_w": seed.seed_resize_from_w, "seed_resize_from_h": seed.seed_resize_from_h,
+        **tab_common.common_fields(prompt, sampler, size, seed), "denoising_strength": denoising,
         "resize_mode": resize_mode, "mask_blur": mask_blur, "inpainting_mask_invert": mask_invert,
         "inpainting_fill": inpainting_fill, "inpaint_full_res": full_res, "inpaint_full_res_padding": padding,
     }

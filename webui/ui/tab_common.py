@@ -26,6 +26,19 @@ class GenerationTab:
     event: Any
 
 
+def common_fields(prompt: widgets.PromptRow, sampler: widgets.SamplerRow, size: widgets.SizeRow,
+                  seed: widgets.SeedRow) -> dict[str, Any]:
+    """Request field -> component for what txt2img and img2img share (A1111's field names)."""
+    return {
+        "prompt": prompt.prompt, "negative_prompt": prompt.negative_prompt, "styles": prompt.styles,
+        "sampler_name": sampler.sampler_name, "scheduler": sampler.scheduler, "steps": sampler.steps,
+        "width": size.width, "height": size.height, "n_iter": size.batch_count, "batch_size": size.batch_size,
+        "cfg_scale": size.cfg_scale, "seed": seed.seed, "subseed": seed.subseed,
+        "subseed_strength": seed.subseed_strength, "seed_resize_from_w": seed.seed_resize_from_w,
+        "seed_resize_from_h": seed.seed_resize_from_h,
+    }
+
+
 def named_generator(impl, inputs: dict[str, Any]):
     """A generator fn whose signature names every input with its component's initial value as the
     default, so API clients call `/txt2img` with only the fields they care about (prompt=..., steps=...)."""

@@ -42,12 +42,8 @@ def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
             result = widgets.result_panel(tab)
 
     fields = {
-        "prompt": prompt.prompt, "negative_prompt": prompt.negative_prompt, "styles": prompt.styles,
-        "sampler_name": sampler.sampler_name, "scheduler": sampler.scheduler, "steps": sampler.steps,
-        "width": size.width, "height": size.height, "n_iter": size.batch_count, "batch_size": size.batch_size,
-        "cfg_scale": size.cfg_scale, "seed": seed.seed, "subseed": seed.subseed,
-        "subseed_strength": seed.subseed_strength, "seed_resize_from_w": seed.seed_resize_from_w,
-        "seed_resize_from_h": seed.seed_resize_from_h, "enable_hr": enable_hr, "hr_upscaler": hr_upscaler,
+        **tab_common.common_fields(prompt, sampler, size, seed),
+        "enable_hr": enable_hr, "hr_upscaler": hr_upscaler,
         "hr_second_pass_steps": hr_steps, "denoising_strength": denoising, "hr_scale": hr_scale,
         "hr_resize_x": hr_resize_x, "hr_resize_y": hr_resize_y, "hr_sampler_name": hr_sampler,
         "hr_prompt": hr_prompt, "hr_negative_prompt": hr_negative,
