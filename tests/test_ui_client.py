@@ -131,3 +131,21 @@ def test_depth2img_with_a_user_depth_map_on_a_depth_checkpoint(server):
     with pytest.raises(Exception, match="depth2img"):
         client.predict(prompt="x", steps=2, width=64, height=64, api_name="/txt2img")
     client.predict(next(t for t in ctx.models.catalog.titles() if t.startswith("tiny-a")), api_name="/switch_checkpoint")
+
+
+def test_a_closed_browser_tab_leaves_no_zombie_job(server):
+    """Gradio closes the event's generator when its client goes away: the running job is interrupted."""
+    ctx, client = server
+    import time
+    job = client.submit(prompt="a long one", steps=150, width=64, height=64, api_name="/txt2img")
+    deadline = time.time() + 60
+    while ctx.jobs.current is None or ctx.jobs.current.sampling_step < 2:
+        assert time.time() < deadline, "the job never started"
+        time.sleep(0.05)
+    running = ctx.jobs.current
+    job.cancel()
+    deadline = time.time() + 30
+    while ctx.jobs.current is not None and time.time() < deadline:
+        time.sleep(0.05)
+    assert ctx.jobs.current is None and running.interrupted
+    assert running.sampling_step < 150
