@@ -200,3 +200,16 @@ def test_loss_weights_favour_the_right_noise_levels():
     assert hi[0] == 1 and hi[1] == 1 and hi[-1] == 20 and 1 < hi[2] < 20
     low = min_snr_weight("eps", t, abar, 5.0)
     assert low[0] < 0.01 and low[-1] == 1  # low-noise steps no longer dominate
+
+
+def test_mirror_pairs_differ_only_by_side():
+    images, captions, scenes = shapes.batch(np.random.default_rng(5), 8, 32, mirror_pairs=True)
+    for i in range(4):
+        a, b = scenes[i], scenes[i + 4]
+        assert (a.color, a.shape) == (b.color, b.shape) and a.side != b.side
+        np.testing.assert_array_equal(images[i], images[i + 4][:, :, ::-1])  # exact mirror images
+        if captions[i]:
+            assert f"on the {a.side}" in captions[i]
+            assert captions[i + 4] == captions[i].replace(a.side, b.side)
+    with pytest.raises(ValueError, match="even"):
+        shapes.batch(np.random.default_rng(5), 3, 32, mirror_pairs=True)

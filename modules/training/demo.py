@@ -41,9 +41,12 @@ FIRST_STAGE_PARAMS = {
     },
 }
 
-UNET_PARAMS = {  # 8x8 latents, two levels (8x8, 4x4), cross-attention at both
+# 8x8 latents, three levels (8x8, 4x4, 2x2), cross-attention at all. Measured: with two levels
+# (8x8, 4x4) the model learned colour in 600 steps but never left/right (identical images for both
+# words after 1200 steps): attention has no position signal, and at 2x2 every cell is a border cell.
+UNET_PARAMS = {
     "image_size": 8, "in_channels": 4, "out_channels": 4, "model_channels": 64,
-    "attention_resolutions": [1, 2], "num_res_blocks": 1, "channel_mult": [1, 2], "num_heads": 4,
+    "attention_resolutions": [1, 2, 4], "num_res_blocks": 1, "channel_mult": [1, 1, 2], "num_heads": 4,
     "use_spatial_transformer": True, "transformer_depth": 1, "context_dim": 64,
     "use_checkpoint": False, "legacy": False,
 }
@@ -51,7 +54,7 @@ UNET_PARAMS = {  # 8x8 latents, two levels (8x8, 4x4), cross-attention at both
 TEXT_PARAMS = {"width": 64, "layers": 2, "heads": 2}
 
 
-def demo_config(scale_factor: float, parameterization: str = "eps") -> dict:
+def demo_config(scale_factor: float, parameterization: str = "eps", unet_overrides: dict | None = None) -> dict:
     """The demo model's yaml, in the original LDM schema (configs/v1-inference.yaml, tiny sizes)."""
     return {"model": {
         "base_learning_rate": 1.0e-3,
@@ -63,7 +66,7 @@ def demo_config(scale_factor: float, parameterization: str = "eps") -> dict:
             "conditioning_key": "crossattn", "monitor": "val/loss_simple_ema",
             "scale_factor": round(scale_factor, 5), "use_ema": False, "parameterization": parameterization,
             "unet_config": {"target": "ldm.modules.diffusionmodules.openaimodel.UNetModel",
-                            "params": UNET_PARAMS},
+                            "params": {**UNET_PARAMS, **(unet_overrides or {})}},
             "first_stage_config": {"target": "ldm.models.autoencoder.AutoencoderKL",
                                    "params": {**FIRST_STAGE_PARAMS, "monitor": "val/rec_loss",
                                               "lossconfig": {"target": "torch.nn.Identity"}}},
@@ -124,7 +127,11 @@ def build_demo_model(args):
     ae = build_autoencoder(args.seed)
     ae.load_state_dict(trained_autoencoder_state(args.workdir))
     scale_factor = latent_scale_factor(ae, args.seed, image_size=IMAGE_SIZE)
-    config = demo_config(scale_factor)
+    overrides = {}
+    if args.channel_mult:
+        overrides["channel_mult"] = [int(v) for v in args.channel_mult.split(",")]
+        overrides["attention_resolutions"] = [2 ** i for i in range(len(overrides["channel_mult"]))]
+    config = demo_config(scale_factor, unet_overrides=overrides)
     torch.manual_seed(args.seed + 2)
     model = build_from_config(config)
     model.first_stage_model.load_state_dict(ae.state_dict())
@@ -176,6 +183,7 @@ def parse_args(argv=None):
     p.add_argument("--ae-steps", type=int, default=450)
     p.add_argument("--decoder-steps", type=int, default=1000)
     p.add_argument("--unet-steps", type=int, default=1000)
+    p.add_argument("--channel-mult", default="", help="UNet levels, e.g. 1,2 (default: the demo's 1,1,2)")
     p.add_argument("--eval-every", type=int, default=200, help="steps between quick evaluations (0: none)")
     p.add_argument("--vgg", type=Path, default=ROOT / "models" / "VGG" / "vgg16-397923af.pth",
                    help="torchvision VGG16 weights for the LPIPS loss (skipped when absent)")

@@ -11,7 +11,7 @@ for the same seed, so training is reproducible and resumable without storing any
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -75,6 +75,12 @@ def sample_scenes(rng: np.random.Generator, n: int) -> list[Scene]:
     return scenes
 
 
+def mirrored(scene: Scene) -> Scene:
+    """The scene flipped left-right: same colour, shape and size, the other side."""
+    other = "right" if scene.side == "left" else "left"
+    return replace(scene, side=other, cx=1.0 - scene.cx)
+
+
 def render(scene: Scene, size: int = 64) -> np.ndarray:
     """The scene as a uint8 RGB array [size, size, 3]."""
     big = size * SUPERSAMPLE
@@ -114,9 +120,30 @@ def caption(scene: Scene, rng: np.random.Generator | None = None) -> str:
     return text
 
 
-def batch(rng: np.random.Generator, n: int, size: int = 64, drop: bool = True):
-    """n random scenes -> (images float [-1, 1] as [n, 3, size, size] numpy, captions, scenes)."""
-    scenes = sample_scenes(rng, n)
+def batch(rng: np.random.Generator, n: int, size: int = 64, drop: bool = True, mirror_pairs: bool = False):
+    """n random scenes -> (images float [-1, 1] as [n, 3, size, size] numpy, captions, scenes).
+
+    mirror_pairs: the second half of the batch mirrors the first, with the same caption but the
+    other side word (the side is always named). With the same noise for both halves, the side word
+    is the only thing that tells the pair apart, so the model must learn it.
+    """
+    if not mirror_pairs:
+        scenes = sample_scenes(rng, n)
+        captions = [caption(s, rng if drop else None) for s in scenes]
+    else:
+        if n % 2:
+            raise ValueError(f"mirror_pairs needs an even batch size, got {n}")
+        first = sample_scenes(rng, n // 2)
+        scenes = first + [mirrored(s) for s in first]
+        captions = [_caption_with_side(s, rng if drop else None) for s in first]
+        other = {"left": "right", "right": "left"}
+        captions += [c.replace(f"on the {s.side}", f"on the {other[s.side]}") for c, s in zip(captions, first, strict=True)]
     images = np.stack([render(s, size) for s in scenes]).astype(np.float32) / 127.5 - 1.0
-    captions = [caption(s, rng if drop else None) for s in scenes]
     return images.transpose(0, 3, 1, 2), captions, scenes
+
+
+def _caption_with_side(scene: Scene, rng: np.random.Generator | None) -> str:
+    while True:  # resample the dropped attributes until the side is named (or the caption is empty)
+        text = caption(scene, rng)
+        if not text or f"on the {scene.side}" in text or rng is None:
+            return text

@@ -33,6 +33,7 @@ class DiffusionTraining:
     snr_gamma: float | None = 5.0  # min-SNR weighting of low-noise steps; None for the plain LDM loss
     high_noise_max: float | None = 20.0  # up-weight high-noise steps (see high_noise_weight); None: off
     eval_every: int = 0  # steps between evaluations (0: never)
+    mirror_pairs: bool = True  # half of each batch mirrors the other half, same noise (see shapes.batch)
 
 
 def trainable(model) -> dict[str, torch.nn.Module]:
@@ -60,11 +61,11 @@ def train_diffusion(model, cfg: DiffusionTraining, seed: int, checkpoint: Path |
     )
 
     def step_fn(step, rng, gen):
-        images, captions, _ = shapes.batch(rng, cfg.batch_size, cfg.image_size)
+        images, captions, _ = shapes.batch(rng, cfg.batch_size, cfg.image_size, mirror_pairs=cfg.mirror_pairs)
         with torch.no_grad():
             z = model.get_first_stage_encoding(model.encode_first_stage(torch.from_numpy(images)), gen)
         cond = model.get_learned_conditioning(captions)
-        loss = diffusion_loss(model, z, cond, gen, cfg.snr_gamma, cfg.high_noise_max)
+        loss = diffusion_loss(model, z, cond, gen, cfg.snr_gamma, cfg.high_noise_max, cfg.mirror_pairs)
         return {"diffusion": loss}, {"loss": loss.item()}
 
     def callback(step):
