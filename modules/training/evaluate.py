@@ -94,7 +94,8 @@ def standard_prompts(full: bool = False) -> dict[str, dict[str, str]]:
     if full:
         for color in COLORS:
             for shape in SHAPES:
-                prompts.setdefault(f"a {color} {shape}", {"color": color, "shape": shape})
+                article = "an" if color[0] in "aeiou" else "a"
+                prompts.setdefault(f"{article} {color} {shape}", {"color": color, "shape": shape})
         for side in ("left", "right"):
             prompts.setdefault(f"a shape on the {side}", {"side": side})
     return prompts
