@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 from modules import devices
 from modules.context import AppContext
@@ -15,7 +16,6 @@ from modules.sd_vae import VaeCatalog
 
 log = logging.getLogger("sdwebui")
 
-DEMO_NAME = "demo"
 
 
 class NoCheckpoint(ValueError):
@@ -47,8 +47,29 @@ def default_checkpoint(ctx: AppContext):
     return (real or found or [None])[0]
 
 
+DEMO_FILE = Path(__file__).resolve().parents[1] / "models" / "Stable-diffusion" / "demo" / "demo.safetensors"
+
+
 def is_demo(info) -> bool:
-    return info is not None and info.model_name.split("/")[-1] == DEMO_NAME and "demo" in str(info.filename)
+    """The demo model that ships with the project (not a user's file that happens to be named demo)."""
+    return info is not None and Path(info.filename).resolve() == DEMO_FILE
+
+
+def native_size(ctx: AppContext) -> int:
+    """The image size the default checkpoint was trained at (yaml image_size x VAE factor): 512 for
+    SD 1.x, 768 for 2.x-v, 32 for the demo model. 512 when it cannot be told without loading."""
+    current = ctx.models.current if ctx.models else None
+    info = current.info if current is not None else (default_checkpoint(ctx) if ctx.models else None)
+    if info is None:
+        return 512
+    yaml = Path(info.filename).with_suffix(".yaml")
+    try:
+        from modules.ldm.config import load_config
+        params = load_config(yaml)["model"]["params"]
+        ch_mult = params["first_stage_config"]["params"]["ddconfig"]["ch_mult"]
+        return int(params["image_size"]) * 2 ** (len(ch_mult) - 1)
+    except (ValueError, KeyError, TypeError):
+        return 512
 
 
 def current_model(ctx: AppContext) -> LoadedCheckpoint:
@@ -68,8 +89,12 @@ def current_model(ctx: AppContext) -> LoadedCheckpoint:
 def count_tokens(ctx: AppContext, text: str) -> tuple[int, int]:
     """The UI's "used/75" counter, with the loaded model's tokenizer and embeddings."""
     loaded = ctx.models.current if ctx.models else None
-    if loaded is None:
-        return 0, 75
+    if loaded is None:  # still loading: count plain tokens (no embeddings known yet)
+        from modules.ldm.clip_text import shared_tokenizer
+        from modules.prompt_parser import parse_prompt_attention
+        words = " ".join(t for t, w in parse_prompt_attention(text) if w != -1)
+        used = len(shared_tokenizer().encode(words))
+        return used, max(1, -(-used // 75)) * 75
     encoder = ctx.services["conditioner"](loaded.model, ctx.opts)
     return encoder.count_tokens(text)
 

@@ -64,7 +64,7 @@ def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
                     padding = gr.Slider(0, 256, value=32, step=4, label="Only masked padding, pixels",
                                         elem_id="img2img_inpaint_full_res_padding")
             sampler = widgets.sampler_row(tab, ui.sampler_names, ui.scheduler_labels)
-            size = widgets.size_row(tab)
+            size = widgets.size_row(tab, ui.native_size, ui.native_size)
             denoising = gr.Slider(0.0, 1.0, value=0.75, step=0.01, label="Denoising strength",
                                   elem_id="img2img_denoising_strength")
             seed = widgets.seed_row(tab)

@@ -27,10 +27,12 @@ def model_status(ctx: AppContext) -> str:
     current = ctx.models.current if ctx.models else None
     if current is None:
         return "No model loaded yet (it loads on first use)."
-    text = f"Loaded: **{current.info.title}** ({model_family(current.config)})"
-    if startup.is_demo(current.info):
-        text += (" - a small demo model trained on coloured shapes; put real SD v1/v2 checkpoints into "
-                 f"`{ctx.paths.ckpt_dirs[0]}` and press {REFRESH}.")
+    demo = startup.is_demo(current.info)
+    text = f"Loaded: **{current.info.title}** ({'demo model, v1 layout' if demo else model_family(current.config)})"
+    if demo:
+        size = startup.native_size(ctx)
+        text += (f" - a small demo model trained on coloured shapes at {size}x{size} (try \"a red circle\"); "
+                 f"put real SD v1/v2 checkpoints into `{ctx.paths.ckpt_dirs[0]}` and press {REFRESH}.")
     return text
 
 

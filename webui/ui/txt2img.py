@@ -15,7 +15,7 @@ def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
         with gr.Column(scale=1, elem_id=f"{tab}_settings"):
             prompt = widgets.prompt_row(tab, ui.style_names())
             sampler = widgets.sampler_row(tab, ui.sampler_names, ui.scheduler_labels)
-            size = widgets.size_row(tab)
+            size = widgets.size_row(tab, ui.native_size, ui.native_size)
             seed = widgets.seed_row(tab)
             with gr.Accordion("Hires. fix", open=False, elem_id=f"{tab}_hr"):
                 enable_hr = gr.Checkbox(label="Enable", value=False, elem_id=f"{tab}_enable_hr")

@@ -26,6 +26,7 @@ class UiState:
     hr_upscalers: list[str]
     tmp_dir: Path
     ext_tabs: list = field(default_factory=list)  # on_ui_tabs: built before the page's Blocks
+    native_size: int = 512  # default width/height: what the default checkpoint was trained at
 
     @classmethod
     def from_context(cls, ctx: AppContext) -> "UiState":
@@ -41,8 +42,9 @@ class UiState:
             scripts.set_ui_sandbox(scripts_ui.sandbox)
             # extensions' on_ui_tabs build their own gr.Blocks: that must happen outside the page's
             ext_tabs = scripts.ui_tabs()
+        from modules.startup import native_size
         return cls(ctx, [s.name for s in SAMPLERS], [s.label for s in SCHEDULERS],
-                   upscaler_names(ctx.services.get("upscalers")), tmp, ext_tabs)
+                   upscaler_names(ctx.services.get("upscalers")), tmp, ext_tabs, native_size(ctx))
 
     # -- lists -----------------------------------------------------------------------------------
     def checkpoint_titles(self) -> list[str]:

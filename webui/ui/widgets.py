@@ -72,10 +72,11 @@ class SizeRow:
 
 
 def size_row(tab: str, width: int = 512, height: int = 512) -> SizeRow:
+    low = min(64, width, height)  # the demo model works at 32x32
     with gr.Row():
         with gr.Column(scale=4):
-            w = gr.Slider(64, 2048, value=width, step=8, label="Width", elem_id=f"{tab}_width")
-            h = gr.Slider(64, 2048, value=height, step=8, label="Height", elem_id=f"{tab}_height")
+            w = gr.Slider(low, 2048, value=width, step=8, label="Width", elem_id=f"{tab}_width")
+            h = gr.Slider(low, 2048, value=height, step=8, label="Height", elem_id=f"{tab}_height")
         swap = gr.Button(SWAP, elem_id=f"{tab}_res_switch_btn", size="sm", min_width=40, scale=0)
         with gr.Column(scale=2):
             batch_count = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id=f"{tab}_batch_count")
