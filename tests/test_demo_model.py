@@ -27,8 +27,18 @@ def demo():
     return result.model
 
 
+_cache: dict = {}
+
+
 def txt2img(model, prompt, negative_prompt="", seed=1000, cfg_scale=7.0):
-    """SEEDS images (seeds seed..seed+9) as uint8 arrays, generated the way the app does."""
+    """SEEDS images (seeds seed..seed+9) as uint8 arrays, generated the way the app does (cached)."""
+    key = (id(model), prompt, negative_prompt, seed, cfg_scale)
+    if key not in _cache:
+        _cache[key] = _txt2img(model, prompt, negative_prompt, seed, cfg_scale)
+    return _cache[key]
+
+
+def _txt2img(model, prompt, negative_prompt, seed, cfg_scale):
     opts = Options()
     opts.update({"samples_save": False, "grid_save": False, "return_grid": False, "live_previews_enable": False})
     p = StableDiffusionProcessingTxt2Img(
@@ -56,11 +66,20 @@ def test_prompted_colour_wins(demo, prompt, color, shape):
     assert color_hits >= 8, [image_metrics.dominant_color(i) for i in images]
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped demo model has not learned left/right yet: its images "
-                   "for 'on the left' and 'on the right' are identical (see the report in issue 10)")
+def test_prompted_shape_mostly_wins(demo):
+    """Shape is the hardest attribute at 32x32 (squares come out with round corners): measured 22/30
+    for the shipped model; chance is 10/30."""
+    prompts = {"a red circle": "circle", "a blue square": "square", "a green triangle": "triangle"}
+    total = sum(hits(txt2img(demo, p), image_metrics.shape, shape) for p, shape in prompts.items())
+    print(f"shape right in {total}/{3 * SEEDS}")
+    assert total >= 18
+
+
 @pytest.mark.parametrize("prompt,side", [
     ("a yellow circle on the left", "left"),
     ("a purple square on the right", "right"),
+    ("a red triangle on the right", "right"),
+    ("a blue circle on the left", "left"),
 ])
 def test_prompted_side_wins(demo, prompt, side):
     images = txt2img(demo, prompt)
