@@ -4,6 +4,13 @@ The text encoder is trained too (the original SD used a frozen pretrained CLIP; 
 and the caption vocabulary is tiny, so learning it jointly is what makes prompts mean something).
 Captions are empty 10% of the time (see shapes.EMPTY_CAPTION_P): the unconditional prediction that
 classifier-free guidance needs.
+
+Left/right needs help: the UNet's attention has no position encoding, so "on the left" can only
+act through the zero padding of its convolutions. Measured on the demo model: with plain batches
+the images for "left" and "right" stayed identical after 1200 steps while colour was right from
+step 600. Two things made it learn (side right in 10/10 after ~1800 steps): mirror pairs (half of
+each batch is the other half mirrored, with the same noise and timestep, so only the side word
+tells them apart) and up-weighting high-noise steps, where the layout is decided.
 """
 from __future__ import annotations
 
