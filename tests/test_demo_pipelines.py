@@ -10,8 +10,12 @@ from PIL import Image
 
 from modules.jobs import Job
 from modules.options import Options
-from modules.processing import (ProcessingEnv, StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img,
-                                process_images)
+from modules.processing import (
+    ProcessingEnv,
+    StableDiffusionProcessingImg2Img,
+    StableDiffusionProcessingTxt2Img,
+    process_images,
+)
 from modules.sd_models import load_checkpoint
 from modules.training import image_metrics
 from modules.training.export import DEMO_DIR
