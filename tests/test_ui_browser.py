@@ -85,6 +85,10 @@ def test_txt2img_generates_an_image_with_its_info(app):
     infotext = wait_for_gallery(page, "txt2img")
     assert infotext.startswith("a red circle") and "Steps: 3" in infotext
     page.screenshot(path=str(SHOTS / "txt2img.png"), full_page=True)
+    page.click("#txt2img_send_to_extras")
+    page.wait_for_selector("#extras_image img")
+    page.screenshot(path=str(SHOTS / "extras.png"), full_page=True)
+    open_tab(page, "tab_txt2img")
 
 
 def test_png_info_sends_parameters_back_to_txt2img(app, tmp_path):

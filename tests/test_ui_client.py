@@ -149,3 +149,12 @@ def test_a_closed_browser_tab_leaves_no_zombie_job(server):
         time.sleep(0.05)
     assert ctx.jobs.current is None and running.interrupted
     assert running.sampling_step < 150
+
+
+def test_save_prompts_as_a_style(server):
+    ctx, client = server
+    update, name_box = client.predict("my style", "a cat, {prompt}", "blurry", api_name="/txt2img_save_style")
+    assert "my style" in ctx.services["styles"].styles
+    assert "my style" in ctx.paths.styles_file.read_text()
+    with pytest.raises(Exception, match="needs a name"):
+        client.predict("", "x", "", api_name="/txt2img_save_style")

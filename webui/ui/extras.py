@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -10,6 +11,11 @@ import gradio as gr
 from modules.context import AppContext
 from webui.ui import generation
 from webui.ui.components import UploadImage
+
+
+@dataclass
+class ExtrasTab:
+    image: UploadImage  # "send to extras" fills it
 
 
 def upscale(ctx: AppContext, image, name: str, scale: float, to_w: int, to_h: int, prompt: str, job):
@@ -67,4 +73,4 @@ def create_tab(ctx: AppContext, ui):
 
     run_button.click(run, inputs=[image, upscaler, scale, to_w, to_h, prompt], outputs=[progress, gallery, info],
                      api_name="extras", concurrency_id="generation", concurrency_limit=None)
-    return None
+    return ExtrasTab(image)

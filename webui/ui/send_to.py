@@ -68,9 +68,15 @@ def wire(ui, tabs: dict, tab_set: gr.Tabs) -> None:
             return [*updates, gr.Tabs(selected=target)]
         button_of(png).click(send, inputs=png.infotext, outputs=[*fields.values(), tab_set],
                              api_name=f"pnginfo_send_to_{target}")
-    src, img = tabs.get("txt2img"), tabs.get("img2img")
-    if src is not None and img is not None:
-        _wire_image_send(src, img, tab_set)
+    img, extras = tabs.get("img2img"), tabs.get("tab_extras")
+    for name in ("txt2img", "img2img"):
+        src = tabs.get(name)
+        if src is not None and img is not None:
+            _wire_image_send(src, img, tab_set)
+        if src is not None and extras is not None:
+            src.result.send_to_extras.click(lambda g: (_selected_image(g), gr.Tabs(selected="tab_extras")),
+                                            inputs=src.result.gallery, outputs=[extras.image, tab_set],
+                                            api_visibility="private")
 
 
 def _switch_model_if_present(ui, model: str) -> None:

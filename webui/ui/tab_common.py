@@ -121,6 +121,8 @@ def wire_common(ctx: AppContext, ui, tab: str, prompt: widgets.PromptRow, seed: 
     for box, counter in ((prompt.prompt, prompt.prompt_tokens), (prompt.negative_prompt, prompt.negative_tokens)):
         box.input(ui.token_counter_html, inputs=box, outputs=counter, show_progress="hidden",
                   trigger_mode="always_last", api_visibility="private", queue=False)
+    prompt.save_style.click(ui.save_style, inputs=[prompt.style_name, prompt.prompt, prompt.negative_prompt],
+                            outputs=[prompt.styles, prompt.style_name], api_name=f"{tab}_save_style")
     prompt.apply_styles.click(ui.apply_styles, inputs=[prompt.prompt, prompt.negative_prompt, prompt.styles],
                               outputs=[prompt.prompt, prompt.negative_prompt, prompt.styles],
                               api_visibility="private")

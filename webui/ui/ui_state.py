@@ -76,6 +76,20 @@ class UiState:
         return (styles.apply_styles_to_prompt(prompt, names),
                 styles.apply_negative_styles_to_prompt(negative, names), [])
 
+    def save_style(self, name: str, prompt: str, negative: str):
+        """Save the current prompts as a style (styles.csv, written atomically); refreshes the list."""
+        styles = self.styles()
+        if styles is None:
+            raise gr.Error("Styles are not available")
+        try:
+            styles.set(name or "", prompt or "", negative or "")
+            styles.save()
+        except ValueError as e:
+            raise gr.Error(str(e)) from None
+        except OSError as e:
+            raise gr.Error(f"{styles.path} could not be written: {e.strerror}") from None
+        return gr.update(choices=self.style_names()), ""
+
     def token_counter_html(self, text: str) -> str:
         count: Callable | None = self.ctx.services.get("count_tokens")
         if count is None:

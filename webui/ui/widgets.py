@@ -22,6 +22,8 @@ class PromptRow:
     negative_tokens: gr.HTML
     styles: gr.Dropdown
     apply_styles: gr.Button
+    style_name: gr.Textbox
+    save_style: gr.Button
     generate: gr.Button
     interrupt: gr.Button
     skip: gr.Button
@@ -42,7 +44,10 @@ def prompt_row(tab: str, style_names: list[str]) -> PromptRow:
                 skip = gr.Button("Skip", elem_id=f"{tab}_skip", size="sm")
             styles = gr.Dropdown(label="Styles", choices=style_names, multiselect=True, elem_id=f"{tab}_styles")
             apply_styles = gr.Button("Apply styles", size="sm", elem_id=f"{tab}_style_apply")
-    return PromptRow(prompt, negative, prompt_tokens, negative_tokens, styles, apply_styles, generate, interrupt, skip)
+            style_name = gr.Textbox(label="New style name", lines=1, elem_id=f"{tab}_style_name")
+            save_style = gr.Button("Save prompts as style", size="sm", elem_id=f"{tab}_style_create")
+    return PromptRow(prompt, negative, prompt_tokens, negative_tokens, styles, apply_styles, style_name,
+                     save_style, generate, interrupt, skip)
 
 
 @dataclass
