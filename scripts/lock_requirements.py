@@ -16,7 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TORCH = re.compile(r"^(torch|torchvision|triton|nvidia-.*|cuda-.*)$")
 UNUSED = {"wandb", "accelerate", "kornia", "kornia-rs", "cwevals", "distro", "platformdirs", "sniffio",
           "xxhash", "protobuf", "googleapis-common-protos"}
-UNUSED_PREFIX = ("opentelemetry-",)
 APP_ROOTS = ["gradio", "fastapi", "uvicorn", "torch", "torchvision", "open-clip-torch", "safetensors", "pillow",
              "numpy", "omegaconf", "setuptools", "k-diffusion", "psutil", "piexif", "lark"]
 # Test-only roots; their dependencies that the app does not already have join the test file.
@@ -32,7 +31,7 @@ def closure(roots, skip=()):
     seen, stack = set(), [norm(r) for r in roots]
     while stack:
         name = stack.pop()
-        if name in seen or name in skip or name.startswith(UNUSED_PREFIX):
+        if name in seen or name in skip:
             continue
         try:
             dist = md.distribution(name)

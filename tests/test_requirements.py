@@ -26,3 +26,18 @@ def test_missing_detects_absent_and_wrong_versions(tmp_path):
     f.write_text("# comment\n-r other.txt\nnumpy==0.0.1\nno-such-package-xyz==1.0\npytest\n")
     missing = reqs.missing(reqs.read_pins(f))
     assert [p.name for p in missing] == ["numpy", "no-such-package-xyz"]
+
+
+def test_the_lock_holds_everything_the_app_packages_require():
+    """Installed with --no-deps, a dependency missing from the lock only shows on a fresh machine
+    (fastapi 0.165 imports opentelemetry-api, for one): check the closure here instead."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lock", ROOT / "scripts" / "lock_requirements.py")
+    lock = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lock)
+    needed = lock.closure(lock.APP_ROOTS, skip=lock.UNUSED)
+    locked = {reqs.normalize(p.name) for f in ("requirements.txt", "requirements-torch.txt")
+              for p in reqs.read_pins(ROOT / f)}
+    assert needed - locked == set()
+    assert "opentelemetry-api" in locked and "wandb" not in locked
