@@ -62,11 +62,11 @@ def set_slider(page, elem_id: str, value) -> None:
     box.press("Enter")
 
 
-def generate(page, tab: str, prompt: str, steps: int = 3) -> None:
+def generate(page, tab: str, prompt: str, steps: int = 3, size: int = 64) -> None:
     page.fill(f"#{tab}_prompt textarea", prompt)
     set_slider(page, f"{tab}_steps", steps)
-    set_slider(page, f"{tab}_width", 64)
-    set_slider(page, f"{tab}_height", 64)
+    set_slider(page, f"{tab}_width", size)
+    set_slider(page, f"{tab}_height", size)
     page.click(f"#{tab}_generate")
 
 
@@ -154,7 +154,8 @@ def test_interrupt_stops_a_long_run(app):
     ctx, url, page = app
     open_tab(page, "tab_txt2img")
     previous = page.locator("#txt2img_generation_info textarea").input_value()
-    generate(page, "txt2img", "a long run", steps=150)
+    set_slider(page, "txt2img_batch_size", 4)  # long enough on a quiet machine too
+    generate(page, "txt2img", "a long run", steps=150, size=256)
     page.wait_for_function("() => !!document.querySelector('#txt2img_progress .progress')")
     page.click("#txt2img_interrupt")
     infotext = wait_for_gallery(page, "txt2img", previous)
@@ -162,6 +163,7 @@ def test_interrupt_stops_a_long_run(app):
     note = page.locator("#txt2img_html_info #interrupted").inner_text()
     step = int(note.split("step ")[1].split(" ")[0])
     assert step < 150, note
+    set_slider(page, "txt2img_batch_size", 1)
 
 
 def test_setting_persists_across_a_restart(app):

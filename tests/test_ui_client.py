@@ -137,7 +137,9 @@ def test_a_closed_browser_tab_leaves_no_zombie_job(server):
     """Gradio closes the event's generator when its client goes away: the running job is interrupted."""
     ctx, client = server
     import time
-    job = client.submit(prompt="a long one", steps=150, width=64, height=64, api_name="/txt2img")
+    # long enough on a quiet machine too: 150 Heun steps (2 UNet calls each) on a batch of 4 at 256x256
+    job = client.submit(prompt="a long one", steps=150, width=256, height=256, batch_size=4,
+                        sampler_name="Heun", api_name="/txt2img")
     deadline = time.time() + 60
     while ctx.jobs.current is None or ctx.jobs.current.sampling_step < 2:
         assert time.time() < deadline, "the job never started"
