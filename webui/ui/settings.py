@@ -1,12 +1,11 @@
 """Settings tab: every option of the registry, grouped by section, with Apply and Reload UI."""
 from __future__ import annotations
 
-import inspect
-
 import gradio as gr
 
 from modules.context import AppContext
 from modules.options import OptionError, OptionInfo
+from webui.ui import named_params
 
 SECTIONS = {
     "sd": "Stable Diffusion", "sampler": "Sampler parameters", "saving": "Saving images",
@@ -80,12 +79,8 @@ def create_tab(ctx: AppContext, choices_for=None) -> None:
                 for key in section_keys:
                     keys.append(key)
                     components.append(component_for(key, ctx.opts.registry[key], ctx.opts.get(key), choices_for))
-    def apply_fn(*args, **kwargs):
-        bound = signature.bind(*args, **kwargs)
-        return apply_settings(ctx, keys, [bound.arguments.get(k) for k in keys])
-    # named parameters (one per setting key, default None = unchanged) for gradio_client callers
-    signature = inspect.Signature([inspect.Parameter(k, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
-                                   for k in keys])
-    apply_fn.__signature__ = signature
+    # one named parameter per setting key, default None = unchanged
+    apply_fn = named_params.named(lambda **values: apply_settings(ctx, keys, [values[k] for k in keys]),
+                                  dict.fromkeys(keys))
     apply.click(apply_fn, inputs_kwargs=dict(zip(keys, components, strict=True)), outputs=result, api_name="apply_settings")
     reload.click(None, js="() => { setTimeout(() => location.reload(), 200); }")

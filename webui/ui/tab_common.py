@@ -1,7 +1,6 @@
 """What the generation tabs share: building the request, running it, and the common buttons."""
 from __future__ import annotations
 
-import inspect
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 import gradio as gr
 
 from modules.context import AppContext
-from webui.ui import generation, widgets
+from webui.ui import generation, named_params, widgets
 
 INT_FIELDS = {"steps", "width", "height", "n_iter", "batch_size", "seed", "subseed", "seed_resize_from_w",
               "seed_resize_from_h", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y", "mask_blur",
@@ -40,18 +39,8 @@ def common_fields(prompt: widgets.PromptRow, sampler: widgets.SamplerRow, size: 
 
 
 def named_generator(impl, inputs: dict[str, Any]):
-    """A generator fn whose signature names every input with its component's initial value as the
-    default, so API clients call `/txt2img` with only the fields they care about (prompt=..., steps=...)."""
-    params = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=getattr(c, "value", None))
-              for name, c in inputs.items()]
-    signature = inspect.Signature(params)
-
-    def fn(*args, **kwargs):
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        yield from impl(**bound.arguments)
-    fn.__signature__ = signature
-    return fn
+    """The generation handler with one named parameter per input, defaulting to the component's value."""
+    return named_params.named(impl, {name: getattr(c, "value", None) for name, c in inputs.items()}, generator=True)
 
 
 def script_kwargs(components: list) -> dict[str, Any]:
