@@ -75,6 +75,16 @@ def upscale(image: Image.Image, name: Optional[str], width: int, height: int, *,
     return image if image.size == (width, height) else image.resize((int(width), int(height)), Image.LANCZOS)
 
 
+def upscale_with(attached: dict, image: Image.Image, name: Optional[str], width: int, height: int,
+                 **kwargs) -> Image.Image:
+    """Upscale by `name` from the attached model upscalers (ctx.services["upscalers"], e.g. "SD x4";
+    kwargs such as prompt go to them) or the built-in ones, to exactly width x height."""
+    if name not in attached:  # a model upscaler that is not attached raises ValueError saying what to do
+        return upscale(image, name, width, height)
+    result = attached[name](image, width, height, **kwargs)
+    return result if result.size == (width, height) else result.resize((width, height), Image.LANCZOS)
+
+
 def as_processing_upscalers(x4_model=None, x4_settings: Optional[X4Settings] = None) -> dict:
     """{name: fn(image, width, height)} for ProcessingEnv.upscalers (hires fix); SD x4 only with a model."""
     if x4_model is None:

@@ -55,13 +55,8 @@ def _upscale(ctx: AppContext, name: str, image: Image.Image, width: int, height:
         cover = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
     else:
         cover = (width, height)
-    extra = ctx.services.get("upscalers") or {}
-    if name in extra:
-        result = extra[name](image, cover[0], cover[1])
-        if result.size != cover:
-            result = result.resize(cover, Image.LANCZOS)
-    else:  # a model upscaler that is not attached raises ValueError with what to do: a 422
-        result = upscalers.upscale(image, name, cover[0], cover[1])
+    # a model upscaler that is not attached raises ValueError with what to do: a 422
+    result = upscalers.upscale_with(ctx.services.get("upscalers") or {}, image, name, cover[0], cover[1])
     if crop and result.size != (width, height):
         left, top = (result.width - width) // 2, (result.height - height) // 2
         result = result.crop((left, top, left + width, top + height))

@@ -26,11 +26,8 @@ def upscale(ctx: AppContext, image, name: str, scale: float, to_w: int, to_h: in
     limit = ctx.opts.img_max_size * 4
     if max(width, height) > limit:
         raise ValueError(f"{width}x{height} is over the limit of {limit} px per side: upscale by less")
-    extra = ctx.services.get("upscalers") or {}
-    if name in extra:
-        result = extra[name](image, width, height, prompt=prompt or "")
-    else:
-        result = upscalers.upscale(image, name, width, height)
+    result = upscalers.upscale_with(ctx.services.get("upscalers") or {}, image, name, width, height,
+                                    prompt=prompt or "")
     params = {"Postprocess upscale to": f"{width}x{height}", "Postprocess upscaler": name}
     return result, create_infotext(prompt or "", "", params)
 
