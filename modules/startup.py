@@ -22,10 +22,12 @@ class NoCheckpoint(ValueError):
     pass
 
 
-def create_model_manager(ctx: AppContext) -> ModelManager:
+def create_model_manager(ctx: AppContext, ckpt_dirs=None) -> ModelManager:
+    """The manager over ckpt_dirs (default: the context's folders, the shipped demo's included)."""
+    ckpt_dirs = ctx.paths.ckpt_dirs if ckpt_dirs is None else ckpt_dirs
     policy = devices.policy_from_args(ctx.args)
-    catalog = CheckpointCatalog(ctx.paths.ckpt_dirs, HashCache(ctx.paths.cache_file))
-    vaes = VaeCatalog(ctx.paths.vae_dir, ctx.paths.ckpt_dirs)
+    catalog = CheckpointCatalog(ckpt_dirs, HashCache(ctx.paths.cache_file))
+    vaes = VaeCatalog(ctx.paths.vae_dir, ckpt_dirs)
     manager = ModelManager(catalog, device=policy.device, dtype_unet=policy.dtype_unet,
                            dtype_vae=policy.dtype_vae, max_loaded=ctx.opts.sd_checkpoints_limit,
                            vae_catalog=vaes, vae_choice=ctx.opts.sd_vae)

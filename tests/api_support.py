@@ -27,19 +27,13 @@ def write_tiny_checkpoint(folder: Path, name: str, config: str = "tiny-v1", seed
 
 
 def make_context(data_dir: Path, *flags: str):
-    """An AppContext over data_dir whose model manager sees only data_dir's checkpoints."""
-    from modules.model_manager import ModelManager
-    from modules.sd_catalog import CheckpointCatalog, HashCache
-    from modules.sd_vae import VaeCatalog
+    """An AppContext over data_dir whose model manager sees only data_dir's checkpoints (not the
+    shipped demo model), wired as the server wires it."""
+    from modules.startup import attach_services, create_model_manager
 
     args = cmd_args.parse_args(["--api", "--data-dir", str(data_dir), *flags])
     ctx = create_context(args)
-    ckpt_dir = ctx.paths.models_dir / "Stable-diffusion"
-    catalog = CheckpointCatalog([ckpt_dir], HashCache(ctx.paths.cache_file))
-    vaes = VaeCatalog(ctx.paths.vae_dir, [ckpt_dir])
-    ctx.models = ModelManager(catalog, device="cpu", vae_catalog=vaes)
-    ctx.models.refresh()
-    from modules.startup import attach_services
+    ctx.models = create_model_manager(ctx, [ctx.paths.models_dir / "Stable-diffusion"])
     attach_services(ctx)
     return ctx
 
