@@ -155,6 +155,20 @@ def _inside(folder: Path, path: Path) -> Path:
     return path
 
 
+def output_dir(opts, key: str, data_dir=None, explicit=None) -> Path:
+    """Where outputs of setting `key` (e.g. "outdir_txt2img_samples") go: `explicit` if given, else the
+    outdir_samples override for sample folders, else the setting; relative paths are under data_dir."""
+    if explicit:
+        path = Path(explicit)
+    elif key.endswith("_samples") and opts.outdir_samples:
+        path = Path(opts.outdir_samples)
+    else:
+        path = Path(getattr(opts, key))
+    if not path.is_absolute() and data_dir is not None:
+        path = Path(data_dir) / path
+    return path
+
+
 def save_image(image: Image.Image, path, basename: str = "", seed=None, prompt: str | None = None,
                extension: str | None = None, info: str | None = None, short_filename: bool = False,
                forced_filename: str | None = None, p=None, opts=None, grid: bool = False,

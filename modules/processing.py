@@ -238,18 +238,10 @@ def fix_seed(p) -> None:
 
 
 def _outdir(p, kind: str) -> Path:
-    opts = p.opts
     explicit = p.outpath_samples if kind == "samples" else p.outpath_grids
-    if explicit:
-        path = Path(explicit)
-    elif kind == "samples" and opts.outdir_samples:
-        path = Path(opts.outdir_samples)
-    else:
-        key = f"outdir_{'img2img' if p.is_img2img else 'txt2img'}_{kind}"
-        path = Path(getattr(opts, key))
-    if not path.is_absolute() and p.env.data_dir is not None:
-        path = Path(p.env.data_dir) / path
-    return path
+    key = f"outdir_{'img2img' if p.is_img2img else 'txt2img'}_{kind}"
+    from modules import images
+    return images.output_dir(p.opts, key, p.env.data_dir, explicit)
 
 
 def _maybe_save(p, image, index: int, text: str) -> None:

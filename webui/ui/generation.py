@@ -53,10 +53,8 @@ def save_outputs(ctx: AppContext, images: list, infotexts: list, outdir_key: str
     """Save to the outputs folder as the generation tabs do (setting samples_save; atomic, never overwrites)."""
     if not ctx.opts.samples_save:
         return
-    from modules.images import save_image
-    folder = Path(ctx.opts.outdir_samples or ctx.opts.get(outdir_key))
-    if not folder.is_absolute():
-        folder = ctx.paths.data_dir / folder
+    from modules.images import output_dir, save_image
+    folder = output_dir(ctx.opts, outdir_key, ctx.paths.data_dir)
     for image, text in zip(images, infotexts, strict=True):
         save_image(image, folder, seed=seed, info=text, opts=ctx.opts)
 
