@@ -94,6 +94,9 @@ def run_job(ctx: AppContext, name: str, work: Callable[[Any], Any]):
         finally:
             state["position"] = 0
 
+    # Gradio registers a generator (so that a closed tab or a cancel can close it) only after its
+    # first step returns: yield once before any work starts, so no work can outlive an early cancel.
+    yield "progress", progress_html(ctx, job, None), None
     worker = threading.Thread(target=target, name=f"job-{job.id}", daemon=True)
     worker.start()
     try:
