@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from modules.jobs import Job
 from modules.options import Options
@@ -20,11 +21,26 @@ SEEDS = 10
 SIZE = 32  # the demo model's native size (8x8 latents, f4 autoencoder)
 
 
-@pytest.fixture(scope="module")
-def demo():
-    result = load_checkpoint(DEMO_DIR / "demo.safetensors")
+def load_demo(dtype=torch.float32):
+    """dtype: the UNet's and text encoder's (bf16: the app's default on CPUs with AMX); the VAE stays fp32."""
+    result = load_checkpoint(DEMO_DIR / "demo.safetensors", dtype=dtype, dtype_vae=torch.float32)
     assert str(result.config).endswith("demo.yaml")  # its yaml beside it, through the normal loader
     return result.model
+
+
+@pytest.fixture(scope="module", params=[torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def demo(request):
+    """Every picture test runs in both precisions the app uses on the CPU."""
+    return load_demo(request.param)
+
+
+def test_bf16_draws_the_same_pictures_as_fp32():
+    """The CPU's bf16 UNet (modules.devices) changes pixels by a fraction of a level, not the picture."""
+    fp32 = np.stack(_txt2img(load_demo(torch.float32), "a red circle", "", 1000, 7.0)).astype(np.float32)
+    bf16 = np.stack(_txt2img(load_demo(torch.bfloat16), "a red circle", "", 1000, 7.0)).astype(np.float32)
+    diff = np.abs(fp32 - bf16)
+    print(f"bf16 vs fp32: mean {diff.mean():.3f}, max {diff.max():.0f} levels of 255")
+    assert diff.mean() < 1.0 and diff.max() <= 32
 
 
 _cache: dict = {}

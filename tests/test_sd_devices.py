@@ -7,9 +7,22 @@ import torch
 from modules import devices
 
 
-def test_cpu_is_fp32_whatever_the_flags():
-    policy = devices.dtype_policy("cpu")
-    assert (policy.dtype_unet, policy.dtype_vae) == (torch.float32, torch.float32)
+@pytest.mark.parametrize("flags, native_bf16, unet", [
+    ({}, True, torch.bfloat16),  # AMX: bf16 UNet + text encoder by default
+    ({}, False, torch.float32),
+    ({"no_half": True}, True, torch.float32),
+    ({"precision": "full"}, True, torch.float32),
+    ({"precision": "half"}, False, torch.bfloat16),  # asked for: bf16 even without AMX
+    ({"no_half_vae": True}, True, torch.bfloat16),
+])
+def test_cpu_policy(flags, native_bf16, unet):
+    policy = devices.dtype_policy("cpu", cpu_bf16=native_bf16, **flags)
+    assert (policy.dtype_unet, policy.dtype_vae) == (unet, torch.float32)  # the CPU never runs fp16; VAE fp32
+
+
+def test_cpu_default_follows_the_probe():
+    expected = torch.bfloat16 if devices.cpu_has_native_bf16() else torch.float32
+    assert devices.dtype_policy("cpu").dtype_unet == expected
 
 
 @pytest.mark.parametrize("flags, unet, vae", [

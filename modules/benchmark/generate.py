@@ -9,6 +9,12 @@ diffusers' LDM converters (EulerAncestralDiscreteScheduler; prompt embeddings pr
 tokenizer files can be fetched here). Reported per size: UNet s/step (both CFG halves), VAE decode
 time, total, and peak RSS during generation (VmHWM reset after loading), or peak VRAM on CUDA.
 The figure that matters is the ratio ours/diffusers (target <= 0.9 of diffusers' time).
+
+Implementations (--impls): `ours` = the app's default precision for the device (modules.devices:
+fp16 on CUDA; bf16 UNet + text encoder and fp32 VAE on a CPU with AMX, else fp32), `ours-fp32`
+(--no-half), `diffusers` (its default: fp16 on CUDA, fp32 on the CPU) and `diffusers-bf16` (UNet and
+text encoder bf16, VAE fp32: ours' CPU precision), so that both the default-vs-default and the
+same-precision ratios are printed.
 """
 from __future__ import annotations
 
@@ -72,15 +78,16 @@ def _since(start: tuple[float, float]) -> tuple[float, float]:
     return wall - start[0], cpu - start[1]
 
 
-def run_ours(path: str, size: int, steps: int, device: str) -> dict:
+def run_ours(path: str, size: int, steps: int, device: str, fp32: bool = False) -> dict:
     from modules import processing_vae as vae
+    from modules.devices import dtype_policy
     from modules.jobs import Job
     from modules.options import Options
     from modules.processing import ProcessingEnv, StableDiffusionProcessingTxt2Img, process_images
     from modules.sd_models import load_model
 
-    dtype = torch.float16 if device == "cuda" else torch.float32
-    model = load_model(path, device=device, dtype=dtype)
+    policy = dtype_policy(device, no_half=fp32)
+    model = load_model(path, device=device, dtype=policy.dtype_unet, dtype_vae=policy.dtype_vae)
     opts = Options()
     opts.update({"samples_save": False, "grid_save": False, "return_grid": False, "live_previews_enable": False})
     times: list[tuple[float, float]] = []
@@ -103,7 +110,7 @@ def run_ours(path: str, size: int, steps: int, device: str) -> dict:
     return _result(times, total, _since(t0), device)
 
 
-def build_diffusers(path: str, device: str):
+def build_diffusers(path: str, device: str, bf16: bool = False):
     import diffusers
     import transformers
     from diffusers.loaders import single_file_utils as sfu
@@ -132,13 +139,19 @@ def build_diffusers(path: str, device: str):
     pipe = diffusers.StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=None, unet=unet,
                                              scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                              requires_safety_checker=False)
-    return pipe.to(device=device, dtype=dtype)
+    pipe = pipe.to(device=device, dtype=dtype)
+    if bf16:  # ours' CPU precision: bf16 UNet and text encoder, fp32 VAE fed fp32 latents
+        pipe.unet.to(torch.bfloat16)
+        pipe.text_encoder.to(torch.bfloat16)
+        decode = pipe.vae.decode
+        pipe.vae.decode = lambda z, *args, **kwargs: decode(z.float(), *args, **kwargs)
+    return pipe
 
 
-def run_diffusers(path: str, size: int, steps: int, device: str) -> dict:
+def run_diffusers(path: str, size: int, steps: int, device: str, bf16: bool = False) -> dict:
     from open_clip.tokenizer import SimpleTokenizer  # CLIP's BPE (offline); the pipeline gets embeddings
 
-    pipe = build_diffusers(path, device)
+    pipe = build_diffusers(path, device, bf16)
     tok = SimpleTokenizer()
 
     def ids(text):
@@ -172,11 +185,22 @@ def run_diffusers(path: str, size: int, steps: int, device: str) -> dict:
     return _result(times, total, _since(t0), device)
 
 
+IMPLS = {
+    "ours": run_ours,
+    "ours-fp32": lambda *a: run_ours(*a, fp32=True),
+    "diffusers": run_diffusers,
+    "diffusers-bf16": lambda *a: run_diffusers(*a, bf16=True),
+}
+# (numerator, denominator, what the ratio compares)
+RATIOS = [("ours", "diffusers", "defaults"), ("ours-fp32", "diffusers", "both fp32"),
+          ("ours", "diffusers-bf16", "both bf16")]
+
+
 def child(argv: list[str]) -> int:
     which, path, size, steps, device = argv[0], argv[1], int(argv[2]), int(argv[3]), argv[4]
-    fn = run_ours if which == "ours" else run_diffusers
+    run = IMPLS[which]
     with torch.no_grad():
-        print("RESULT " + json.dumps(fn(path, size, steps, device)), flush=True)
+        print("RESULT " + json.dumps(run(path, size, steps, device)), flush=True)
     return 0
 
 
@@ -199,6 +223,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--dir", default=None, help="where to write the random checkpoint (default: a temp dir)")
     ap.add_argument("--checkpoint", default=None, help="use this SD1.5-layout file instead of writing one")
+    ap.add_argument("--impls", default=None,
+                    help=f"comma-separated, from {','.join(IMPLS)} (default: all on the CPU, ours,diffusers on CUDA)")
     args = ap.parse_args(argv)
     from modules.benchmark.load import write_random_checkpoint
 
@@ -210,17 +236,24 @@ def main(argv: list[str]) -> int:
         print(f"txt2img, Euler a, {args.steps} steps, CFG 7, batch 1, device {args.device}, "
               f"torch threads {torch.get_num_threads()}")
         print("wall seconds, with process CPU seconds (all threads) in brackets")
-        print(f"{'size':>5} {'impl':>9} {'UNet s/step':>16} {'VAE decode s':>16} {'total s':>16} {memory:>25}")
+        print(f"{'size':>5} {'impl':>14} {'UNet s/step':>16} {'VAE decode s':>16} {'total s':>16} {memory:>25}")
+        impls = (args.impls or ("ours,diffusers" if args.device == "cuda" else ",".join(IMPLS))).split(",")
+        unknown = [i for i in impls if i not in IMPLS]
+        if unknown:
+            ap.error(f"unknown --impls {unknown}: choose from {','.join(IMPLS)}")
         for size in (int(s) for s in args.sizes.split(",")):
-            results = {which: _run_child(which, path, size, args.steps, args.device) for which in ("ours", "diffusers")}
-            for which, r in results.items():
+            results = {}
+            for which in impls:
+                r = results[which] = _run_child(which, path, size, args.steps, args.device)
                 step = f"{r['unet_s_per_step']:.2f} ({r['unet_cpu_s_per_step']:.2f})"
                 decode = f"{r['vae_decode_s']:.2f} ({r['vae_decode_cpu_s']:.2f})"
                 total = f"{r['total_s']:.1f} ({r['total_cpu_s']:.1f})"
-                print(f"{size:>5} {which:>9} {step:>16} {decode:>16} {total:>16} {r['peak_mb']:>25.0f}", flush=True)
-            ours, ref = results["ours"], results["diffusers"]
-            print(f"{size:>5} ratio ours/diffusers total: wall {ours['total_s'] / ref['total_s']:.2f}, "
-                  f"CPU {ours['total_cpu_s'] / ref['total_cpu_s']:.2f} (target <= 0.9)", flush=True)
+                print(f"{size:>5} {which:>14} {step:>16} {decode:>16} {total:>16} {r['peak_mb']:>25.0f}", flush=True)
+            for num, den, what in RATIOS:
+                if num in results and den in results:
+                    a, b = results[num], results[den]
+                    print(f"{size:>5} ratio {num}/{den} total ({what}): wall {a['total_s'] / b['total_s']:.2f}, "
+                          f"CPU {a['total_cpu_s'] / b['total_cpu_s']:.2f} (target <= 0.9)", flush=True)
     return 0
 
 
