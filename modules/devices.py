@@ -71,6 +71,15 @@ def dtype_policy(device: torch.device | str, no_half: bool = False, no_half_vae:
     return DevicePolicy(device, dtype_unet, dtype_vae)
 
 
+def describe(policy: DevicePolicy) -> str:
+    """One line for the start-up log: where the model runs, in which precision, and how to change it."""
+    name = lambda dt: str(dt).removeprefix("torch.")
+    line = f"model on {policy.device}: UNet and text encoder {name(policy.dtype_unet)}, VAE {name(policy.dtype_vae)}"
+    if policy.device.type == "cpu" and policy.dtype_unet == torch.bfloat16:
+        line += " (bf16 on this CPU's AMX tiles; --no-half for fp32)"
+    return line
+
+
 def policy_from_args(args) -> DevicePolicy:
     """Build the policy from an argparse namespace with A1111's flag names (missing ones = default)."""
     device = choose_device(getattr(args, "use_cpu", None) or (), getattr(args, "device_id", None))

@@ -26,6 +26,7 @@ def create_model_manager(ctx: AppContext, ckpt_dirs=None) -> ModelManager:
     """The manager over ckpt_dirs (default: the context's folders, the shipped demo's included)."""
     ckpt_dirs = ctx.paths.ckpt_dirs if ckpt_dirs is None else ckpt_dirs
     policy = devices.policy_from_args(ctx.args)
+    log.info("%s", devices.describe(policy))
     catalog = CheckpointCatalog(ckpt_dirs, HashCache(ctx.paths.cache_file))
     vaes = VaeCatalog(ctx.paths.vae_dir, ckpt_dirs)
     manager = ModelManager(catalog, device=policy.device, dtype_unet=policy.dtype_unet,

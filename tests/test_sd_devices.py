@@ -20,6 +20,12 @@ def test_cpu_policy(flags, native_bf16, unet):
     assert (policy.dtype_unet, policy.dtype_vae) == (unet, torch.float32)  # the CPU never runs fp16; VAE fp32
 
 
+def test_the_start_up_line_says_the_precision():
+    line = devices.describe(devices.dtype_policy("cpu", cpu_bf16=True))
+    assert "bfloat16" in line and "--no-half" in line and "VAE float32" in line
+    assert "--no-half" not in devices.describe(devices.dtype_policy("cpu", no_half=True))
+
+
 def test_cpu_default_follows_the_probe():
     expected = torch.bfloat16 if devices.cpu_has_native_bf16() else torch.float32
     assert devices.dtype_policy("cpu").dtype_unet == expected
