@@ -4,7 +4,9 @@ Stages (each resumable from its checkpoint in --workdir, so a killed run continu
 1. autoencoder: the KL autoencoder on synthetic shapes (L1 + KL; LPIPS if VGG weights exist);
 2. decoder: the decoder alone on the now frozen latent space (L1 + KL + patch-GAN after half its steps);
 3. diffusion: UNet and text encoder together on the encoder's latents (eps objective);
-4. export: EMA weights -> fp16 safetensors in the SD-v1 layout + the yaml next to it.
+4. export: EMA weights -> fp16 safetensors in the SD-v1 layout + the yaml next to it;
+5. inpaint: the exported weights fine-tuned into the 9-channel inpainting variant (train_inpaint),
+   written as demo-inpainting.safetensors + yaml beside the demo.
 Stages 2 and 3 depend only on stage 1, so they can run at the same time in two processes
 (`--stage decoder` and `--stage diffusion`), then `--stage export`.
 
@@ -16,6 +18,7 @@ steps, left/right only after ~1400 (with mirror pairs; see train_diffusion).
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import os
 import time
@@ -26,6 +29,7 @@ import torch
 from .export import export
 from .train_autoencoder import AutoencoderTraining, init_low_logvar, latent_scale_factor, train_autoencoder
 from .train_diffusion import DiffusionTraining, swapped_in_ema, train_diffusion, trainable
+from .train_inpaint import EXTRA_CHANNELS, inpainting_conditioning, inpainting_unet_state, random_masks
 from .trainer import OptimizerSpec, Trainer
 
 log = logging.getLogger("demo")
@@ -162,32 +166,89 @@ def stage_diffusion(args):
     return model, config, trainer
 
 
+def restored_trainer(model, checkpoint: Path, steps: int, seed: int) -> Trainer:
+    """A trainer over the model's trained networks with the state (EMA included) of `checkpoint`."""
+    cfg = DiffusionTraining()
+    nets = trainable(model)
+    if not checkpoint.is_file():
+        raise ValueError(f"no checkpoint at {checkpoint}: run the stage that writes it first")
+    return Trainer(nets, {"diffusion": OptimizerSpec([p for n in nets.values() for p in n.parameters()], cfg.lr)},
+                   steps, seed, ema={n: cfg.ema_decay for n in nets}, checkpoint=checkpoint)
+
+
+def export_ema(model, config: dict, trainer: Trainer, path: Path, seed: int) -> None:
+    with swapped_in_ema(model, trainer):
+        export(model, config, path, metadata={"seed": str(seed), "steps": str(trainer.step),
+                                              "trained_by": "python -m modules.training.demo"})
+    log.info("wrote %s (%.1f MB) and %s, step %d", path, path.stat().st_size / 1e6, path.with_suffix(".yaml"),
+             trainer.step)
+
+
 def stage_export(args):
     """EMA weights of the diffusion checkpoint + the latest decoder -> demo.safetensors + demo.yaml."""
     model, config = build_demo_model(args)
-    cfg = DiffusionTraining(steps=args.unet_steps, image_size=IMAGE_SIZE)
-    nets = trainable(model)
-    trainer = Trainer(nets, {"diffusion": OptimizerSpec([p for n in nets.values() for p in n.parameters()], cfg.lr)},
-                      cfg.steps, args.seed, ema={n: cfg.ema_decay for n in nets},
-                      checkpoint=args.workdir / "diffusion.pt")
-    path = args.out / "demo.safetensors"
-    with swapped_in_ema(model, trainer):
-        export(model, config, path, metadata={"seed": str(args.seed), "steps": str(trainer.step),
-                                              "trained_by": "python -m modules.training.demo"})
-    log.info("wrote %s (%.1f MB) and %s, diffusion step %d", path, path.stat().st_size / 1e6,
-             path.with_suffix(".yaml"), trainer.step)
+    trainer = restored_trainer(model, args.workdir / "diffusion.pt", args.unet_steps, args.seed)
+    export_ema(model, config, trainer, args.out / "demo.safetensors", args.seed)
+
+
+def inpainting_config(config: dict) -> dict:
+    """The demo yaml -> its inpainting variant (what v1-inpainting-inference.yaml changes in v1-inference.yaml)."""
+    config = copy.deepcopy(config)
+    model = config["model"]
+    model["target"] = "ldm.models.diffusion.ddpm.LatentInpaintDiffusion"
+    params = model["params"]
+    params["conditioning_key"] = "hybrid"
+    params["finetune_keys"] = None
+    params.pop("use_ema", None)
+    params["unet_config"]["params"]["in_channels"] = 4 + EXTRA_CHANNELS
+    return config
+
+
+def build_inpainting_model(args):
+    """The 9-channel model, initialised from the txt2img demo's EMA weights (extra input channels zero)."""
+    from modules.ldm.config import build_from_config
+
+    base, config = build_demo_model(args)
+    trainer = restored_trainer(base, args.workdir / "diffusion.pt", args.unet_steps, args.seed)
+    with swapped_in_ema(base, trainer):
+        state = base.state_dict()
+    unet = {k.removeprefix("model.diffusion_model."): v for k, v in state.items() if k.startswith("model.diffusion_model.")}
+    state.update({f"model.diffusion_model.{k}": v for k, v in inpainting_unet_state(unet).items()})
+    config = inpainting_config(config)
+    model = build_from_config(config)
+    model.load_state_dict(state, strict=True)
+    return model, config
+
+
+def stage_inpaint(args):
+    model, config = build_inpainting_model(args)
+    cfg = DiffusionTraining(steps=args.inpaint_steps, image_size=IMAGE_SIZE, lr=5e-4, warmup_steps=50,
+                            mirror_pairs=False)
+    f = model.vae_scale_factor
+
+    def image_conditioning(m, images, rng):
+        masks = torch.from_numpy(random_masks(rng, images.shape[0], IMAGE_SIZE, grid=f))
+        return inpainting_conditioning(m, images, masks)
+
+    t0 = time.monotonic()
+    checkpoint = args.workdir / "inpaint.pt"
+    trainer = train_diffusion(model, cfg, args.seed + 20, checkpoint, image_conditioning=image_conditioning)
+    log.info("inpaint stage: %.1f min", (time.monotonic() - t0) / 60)
+    export_ema(model, config, trainer, args.out / "demo-inpainting.safetensors", args.seed)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stage", choices=["autoencoder", "decoder", "diffusion", "export", "all"], default="all")
+    p.add_argument("--stage", choices=["autoencoder", "decoder", "diffusion", "export", "inpaint", "all"],
+                   default="all")
     p.add_argument("--workdir", type=Path, default=ROOT / "tmp" / "demo-training",
                    help="checkpoints for resuming (default: tmp/demo-training)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where demo.safetensors + demo.yaml go")
     p.add_argument("--ae-steps", type=int, default=450)
     p.add_argument("--decoder-steps", type=int, default=400)
     p.add_argument("--unet-steps", type=int, default=2600)
+    p.add_argument("--inpaint-steps", type=int, default=800)
     p.add_argument("--channel-mult", default="", help="UNet levels, e.g. 1,2 (default: the demo's 1,1,2)")
     p.add_argument("--eval-every", type=int, default=200, help="steps between quick evaluations (0: none)")
     p.add_argument("--vgg", type=Path, default=ROOT / "models" / "VGG" / "vgg16-397923af.pth",
@@ -208,6 +269,8 @@ def main(argv=None):
         stage_diffusion(args)
     if args.stage in ("export", "all"):
         stage_export(args)
+    if args.stage in ("inpaint", "all"):
+        stage_inpaint(args)
 
 
 if __name__ == "__main__":

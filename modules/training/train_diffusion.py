@@ -49,10 +49,12 @@ def trainable(model) -> dict[str, torch.nn.Module]:
 
 
 def train_diffusion(model, cfg: DiffusionTraining, seed: int, checkpoint: Path | None = None,
-                    evaluate: Callable[[object, int], None] | None = None) -> Trainer:
+                    evaluate: Callable[[object, int], None] | None = None,
+                    image_conditioning: Callable | None = None) -> Trainer:
     """Train `model` (a LatentDiffusion whose first stage is trained) in place.
 
     evaluate(model_with_ema_weights, step) is called every cfg.eval_every steps.
+    image_conditioning(model, images [B, 3, H, W], rng) -> c_concat, for hybrid models (inpainting).
     """
     model.first_stage_model.eval().requires_grad_(False)
     nets = trainable(model)
@@ -69,9 +71,12 @@ def train_diffusion(model, cfg: DiffusionTraining, seed: int, checkpoint: Path |
 
     def step_fn(step, rng, gen):
         images, captions, _ = shapes.batch(rng, cfg.batch_size, cfg.image_size, mirror_pairs=cfg.mirror_pairs)
+        x = torch.from_numpy(images)
         with torch.no_grad():
-            z = model.get_first_stage_encoding(model.encode_first_stage(torch.from_numpy(images)), gen)
+            z = model.get_first_stage_encoding(model.encode_first_stage(x), gen)
         cond = model.get_learned_conditioning(captions)
+        if image_conditioning is not None:
+            cond = {"c_crossattn": [cond], "c_concat": [image_conditioning(model, x, rng)]}
         loss = diffusion_loss(model, z, cond, gen, cfg.snr_gamma, cfg.high_noise_max, cfg.mirror_pairs)
         return {"diffusion": loss}, {"loss": loss.item()}
 
