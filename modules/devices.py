@@ -8,12 +8,12 @@ A1111's rules, which we keep:
 - On CUDA the weights are fp16 by default; `--no-half` keeps the whole model fp32, `--no-half-vae`
   keeps only the VAE fp32, `--precision full` implies both.
 
-On the CPU (A1111 runs everything fp32 there) we differ: on a CPU with AMX tiles (Intel Xeon since
-Sapphire Rapids) the UNet and text encoder run in bf16, whose matmuls and convolutions the tiles
-execute natively: the SD1.5 UNet step is ~3x faster than fp32 (see the README's benchmark), with
-fp32's exponent range, so no NaNs as fp16 can give. The VAE stays fp32 (it runs once per image).
-`--no-half` or `--precision full` keep fp32; `--precision half` asks for bf16 on any CPU.
-fp16 is never used on the CPU (slow, and some ops lack kernels).
+`--bf16` (ours; Forge and ComfyUI have the like) runs the UNet and text encoder in bf16 instead:
+on CUDA GPUs since Ampere, and on the CPU, where A1111 has only fp32. On a CPU with AMX tiles
+(Intel Xeon since Sapphire Rapids) the tiles execute bf16 matmuls and convolutions natively: the
+SD1.5 UNet step is ~3x faster than fp32 (README, Benchmarks); bf16 keeps fp32's exponent range, so
+no NaNs as fp16 can give. On the CPU the VAE stays fp32 (it runs once per image), and without
+`--bf16` everything is fp32 (fp16 on the CPU is slow and some ops lack kernels).
 """
 from __future__ import annotations
 
@@ -55,19 +55,16 @@ def cpu_has_native_bf16() -> bool:
 
 
 def dtype_policy(device: torch.device | str, no_half: bool = False, no_half_vae: bool = False,
-                 precision: str = "autocast", cpu_bf16: bool | None = None) -> DevicePolicy:
-    """cpu_bf16: whether this CPU runs bf16 natively (default: probe it with cpu_has_native_bf16)."""
+                 precision: str = "autocast", bf16: bool = False) -> DevicePolicy:
     device = torch.device(device)
     if precision not in ("autocast", "half", "full"):
         raise ValueError(f"--precision must be 'full', 'half' or 'autocast', not {precision!r}")
     full = precision == "full" or no_half
     if device.type == "cpu":
-        if cpu_bf16 is None:
-            cpu_bf16 = cpu_has_native_bf16()
-        half = not full and (precision == "half" or cpu_bf16)
-        return DevicePolicy(device, torch.bfloat16 if half else torch.float32, torch.float32)
-    dtype_unet = torch.float32 if full else torch.float16
-    dtype_vae = torch.float32 if (full or no_half_vae) else torch.float16
+        return DevicePolicy(device, torch.bfloat16 if bf16 and not full else torch.float32, torch.float32)
+    half = torch.bfloat16 if bf16 else torch.float16
+    dtype_unet = torch.float32 if full else half
+    dtype_vae = torch.float32 if (full or no_half_vae) else half
     return DevicePolicy(device, dtype_unet, dtype_vae)
 
 
@@ -75,8 +72,8 @@ def describe(policy: DevicePolicy) -> str:
     """One line for the start-up log: where the model runs, in which precision, and how to change it."""
     name = lambda dt: str(dt).removeprefix("torch.")
     line = f"model on {policy.device}: UNet and text encoder {name(policy.dtype_unet)}, VAE {name(policy.dtype_vae)}"
-    if policy.device.type == "cpu" and policy.dtype_unet == torch.bfloat16:
-        line += " (bf16 on this CPU's AMX tiles; --no-half for fp32)"
+    if policy.device.type == "cpu" and policy.dtype_unet == torch.float32 and cpu_has_native_bf16():
+        line += " (this CPU runs bf16 natively: start with --bf16 for ~3x faster sampling)"
     return line
 
 
@@ -85,7 +82,8 @@ def policy_from_args(args) -> DevicePolicy:
     device = choose_device(getattr(args, "use_cpu", None) or (), getattr(args, "device_id", None))
     return dtype_policy(device, no_half=bool(getattr(args, "no_half", False)),
                         no_half_vae=bool(getattr(args, "no_half_vae", False)),
-                        precision=getattr(args, "precision", None) or "autocast")
+                        precision=getattr(args, "precision", None) or "autocast",
+                        bf16=bool(getattr(args, "bf16", False)))
 
 
 def free_memory(device: torch.device | str | None = None) -> None:

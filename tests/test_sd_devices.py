@@ -7,28 +7,24 @@ import torch
 from modules import devices
 
 
-@pytest.mark.parametrize("flags, native_bf16, unet", [
-    ({}, True, torch.bfloat16),  # AMX: bf16 UNet + text encoder by default
-    ({}, False, torch.float32),
-    ({"no_half": True}, True, torch.float32),
-    ({"precision": "full"}, True, torch.float32),
-    ({"precision": "half"}, False, torch.bfloat16),  # asked for: bf16 even without AMX
-    ({"no_half_vae": True}, True, torch.bfloat16),
+@pytest.mark.parametrize("flags, unet", [
+    ({}, torch.float32),  # as A1111: fp32 on the CPU unless asked
+    ({"bf16": True}, torch.bfloat16),
+    ({"bf16": True, "no_half": True}, torch.float32),
+    ({"bf16": True, "precision": "full"}, torch.float32),
+    ({"precision": "half"}, torch.float32),  # fp16 never runs on the CPU
+    ({"bf16": True, "no_half_vae": True}, torch.bfloat16),
 ])
-def test_cpu_policy(flags, native_bf16, unet):
-    policy = devices.dtype_policy("cpu", cpu_bf16=native_bf16, **flags)
-    assert (policy.dtype_unet, policy.dtype_vae) == (unet, torch.float32)  # the CPU never runs fp16; VAE fp32
+def test_cpu_policy(flags, unet):
+    policy = devices.dtype_policy("cpu", **flags)
+    assert (policy.dtype_unet, policy.dtype_vae) == (unet, torch.float32)  # the VAE stays fp32 on the CPU
 
 
 def test_the_start_up_line_says_the_precision():
-    line = devices.describe(devices.dtype_policy("cpu", cpu_bf16=True))
-    assert "bfloat16" in line and "--no-half" in line and "VAE float32" in line
-    assert "--no-half" not in devices.describe(devices.dtype_policy("cpu", no_half=True))
-
-
-def test_cpu_default_follows_the_probe():
-    expected = torch.bfloat16 if devices.cpu_has_native_bf16() else torch.float32
-    assert devices.dtype_policy("cpu").dtype_unet == expected
+    line = devices.describe(devices.dtype_policy("cpu", bf16=True))
+    assert "UNet and text encoder bfloat16, VAE float32" in line
+    plain = devices.describe(devices.dtype_policy("cpu"))
+    assert "float32" in plain and (("--bf16" in plain) == devices.cpu_has_native_bf16())
 
 
 @pytest.mark.parametrize("flags, unet, vae", [
@@ -36,6 +32,8 @@ def test_cpu_default_follows_the_probe():
     ({"no_half_vae": True}, torch.float16, torch.float32),
     ({"no_half": True}, torch.float32, torch.float32),
     ({"precision": "full"}, torch.float32, torch.float32),
+    ({"bf16": True}, torch.bfloat16, torch.bfloat16),
+    ({"bf16": True, "no_half_vae": True}, torch.bfloat16, torch.float32),
 ])
 def test_cuda_policy(flags, unet, vae):
     policy = devices.dtype_policy("cuda", **flags)
@@ -46,6 +44,8 @@ def test_use_cpu_all_and_args():
     assert devices.choose_device(["all"]) == torch.device("cpu")
     args = argparse.Namespace(use_cpu=["all"], device_id=None, no_half=False, no_half_vae=False, precision="autocast")
     assert devices.policy_from_args(args).device == torch.device("cpu")
+    args.bf16 = True
+    assert devices.policy_from_args(args).dtype_unet == torch.bfloat16
     with pytest.raises(ValueError, match="precision"):
         devices.dtype_policy("cuda", precision="quarter")
 
