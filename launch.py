@@ -22,6 +22,7 @@ VENV = ROOT / "venv"
 sys.path.insert(0, str(ROOT))
 
 from modules import cmd_args  # noqa: E402  (stdlib only)
+from modules import process_env  # noqa: E402  (stdlib only)
 from modules import requirements as reqs  # noqa: E402  (stdlib only)
 
 
@@ -70,6 +71,8 @@ def run_tests(extra: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
+    process_env.apply()  # before torch is imported, here or in the venv's re-executed launch.py
+    process_env.tune_malloc()
     # Set-up flags first (extensions may add flags later, from their preload.py).
     try:
         early, rest = cmd_args.make_parser().parse_known_args(argv)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from modules import process_env
 
 PROMPT = "a photograph of an astronaut riding a horse"
 
@@ -204,9 +207,13 @@ def child(argv: list[str]) -> int:
 
 
 def _run_child(which: str, path: Path, size: int, steps: int, device: str) -> dict:
+    """Ours runs in the environment the app sets up (modules.process_env), diffusers in the caller's."""
     cmd = [sys.executable, "-m", "modules.benchmark.generate", "--child", which, str(path), str(size), str(steps),
            device]
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    if which.startswith("ours"):
+        process_env.apply(env)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
@@ -234,7 +241,9 @@ def main(argv: list[str]) -> int:
         memory = "peak VRAM MB" if args.device == "cuda" else "peak RSS MB (generation)"
         print(f"txt2img, Euler a, {args.steps} steps, CFG 7, batch 1, device {args.device}, "
               f"torch threads {torch.get_num_threads()}")
-        print("wall seconds, with process CPU seconds (all threads) in brackets")
+        app_env = " ".join(f"{k}={v}" for k, v in sorted(process_env.DEFAULTS.items()))
+        print("wall seconds, with process CPU seconds (all threads) in brackets; ours runs with the app's "
+              f"environment ({app_env}, unless set), diffusers with the caller's")
         print(f"{'size':>5} {'impl':>14} {'UNet s/step':>16} {'VAE decode s':>16} {'total s':>16} {memory:>25}")
         impls = (args.impls or ("ours,diffusers" if args.device == "cuda" else ",".join(IMPLS))).split(",")
         unknown = [i for i in impls if i not in IMPLS]
