@@ -47,15 +47,17 @@ def default_checkpoint(ctx: AppContext):
             log.warning("checkpoint %r not found; using another one", str(wanted))
     found = catalog.list()
     real = [c for c in found if not is_demo(c)]
-    return (real or found or [None])[0]
+    demos = sorted((c for c in found if is_demo(c)), key=lambda c: Path(c.filename).resolve() != DEMO_FILE)
+    return (real or demos or [None])[0]  # the txt2img demo before its inpainting variant
 
 
 DEMO_FILE = Path(__file__).resolve().parents[1] / "models" / "Stable-diffusion" / "demo" / "demo.safetensors"
 
 
 def is_demo(info) -> bool:
-    """The demo model that ships with the project (not a user's file that happens to be named demo)."""
-    return info is not None and Path(info.filename).resolve() == DEMO_FILE
+    """A demo model that ships with the project (demo.safetensors or its inpainting variant beside it),
+    not a user's file that happens to be named demo."""
+    return info is not None and Path(info.filename).resolve().parent == DEMO_FILE.parent
 
 
 def native_size(ctx: AppContext) -> int:

@@ -83,12 +83,12 @@ def test_prompted_colour_wins(demo, prompt, color, shape):
 
 
 def test_prompted_shape_mostly_wins(demo):
-    """Shape is the hardest attribute at 32x32 (squares come out with round corners): measured 22/30
-    for the shipped model; chance is 10/30."""
+    """Shape is the hardest attribute at 32x32 (it came last in training: 2600 diffusion steps gave
+    16/30, 4000 give 30/30 for the shipped model, in fp32 and bf16); chance is 10/30."""
     prompts = {"a red circle": "circle", "a blue square": "square", "a green triangle": "triangle"}
     total = sum(hits(txt2img(demo, p), image_metrics.shape, shape) for p, shape in prompts.items())
     print(f"shape right in {total}/{3 * SEEDS}")
-    assert total >= 18
+    assert total >= 24
 
 
 @pytest.mark.parametrize("prompt,side", [

@@ -66,19 +66,38 @@ def test_img2img_low_denoising_keeps_the_layout_high_denoising_follows_the_promp
     assert blue >= 8
 
 
-def test_inpaint_paints_the_masked_side_and_keeps_the_rest(demo):
+@pytest.fixture(scope="module")
+def demo_inpainting():
+    result = load_checkpoint(DEMO_DIR / "demo-inpainting.safetensors")
+    assert result.model.model.diffusion_model.config.in_channels == 9  # mask + masked-image latent
+    return result.model
+
+
+@pytest.mark.parametrize("model_name, fill", [
+    ("demo", 1),  # the ordinary model, masked area starting from the original pixels
+    ("demo_inpainting", 2),  # the 9-channel variant sees the mask and the rest: it starts from latent noise
+])
+def test_inpaint_paints_the_masked_side_and_keeps_the_rest(request, demo, model_name, fill):
     init = txt2img(demo, "a red circle on the left", seed=12)[0]
     source = np.asarray(init.convert("RGB"))
     mask = Image.new("L", (SIZE, SIZE), 0)
     mask.paste(255, (SIZE // 2, 0, SIZE, SIZE))  # the right half
-    outs = img2img(demo, init, "a green square on the right", 1.0, seed=200, mask=mask, mask_blur=0,
-                   inpainting_fill=1, inpaint_full_res=False)
+    outs = img2img(request.getfixturevalue(model_name), init, "a green square on the right", 1.0, seed=200,
+                   mask=mask, mask_blur=0, inpainting_fill=fill, inpaint_full_res=False)
     right = slice(SIZE // 2 + 1, SIZE)
     greens = [image_metrics.color_share(out[:, right], "green") for out in outs]
-    print("green share in the masked half:", [round(g, 3) for g in greens])
+    print(f"{model_name}: green share in the masked half:", [round(g, 3) for g in greens])
     assert sum(g > 0.05 for g in greens) >= 8
     for out in outs:  # outside the mask: the original pixels, exactly
         assert np.array_equal(out[:, : SIZE // 2 - 1], source[:, : SIZE // 2 - 1])
+
+
+def test_the_inpainting_variant_still_does_txt2img(demo_inpainting):
+    """A quarter of its training masks covered everything: with no image it draws the prompt."""
+    images = [np.asarray(im.convert("RGB")) for im in txt2img(demo_inpainting, "a blue circle", seed=400, n=N)]
+    blue = sum(image_metrics.dominant_color(im) == "blue" for im in images)
+    print(f"inpainting model txt2img 'a blue circle': blue in {blue}/{N}")
+    assert blue >= 8
 
 
 def test_the_api_draws_the_prompted_colour(tmp_path):

@@ -1,4 +1,6 @@
 """Start-up wiring: which checkpoint is the default, the shipped demo model, token counting."""
+from pathlib import Path
+
 from modules import cmd_args, context, startup
 from tests.api_support import write_tiny_checkpoint
 
@@ -14,6 +16,16 @@ def test_the_demo_model_is_the_default_when_there_is_nothing_else(tmp_path):
     info = startup.default_checkpoint(ctx)
     assert startup.is_demo(info)
     assert startup.native_size(ctx) == 32  # the UI's default width/height follow the model
+
+
+def test_the_inpainting_demo_is_listed_and_marked_demo_but_not_the_default(tmp_path):
+    ctx = make(tmp_path)
+    infos = {c.model_name: c for c in ctx.models.catalog.list()}
+    inpainting = next(c for name, c in infos.items() if "inpainting" in name)
+    assert startup.is_demo(inpainting)
+    assert Path(startup.default_checkpoint(ctx).filename).resolve() == startup.DEMO_FILE
+    ctx.opts.set("sd_model_checkpoint", inpainting.title)
+    assert startup.default_checkpoint(ctx) is inpainting
 
 
 def test_a_real_checkpoint_wins_over_the_demo_and_the_setting_wins_over_both(tmp_path):
@@ -44,3 +56,12 @@ def test_token_counter_works_before_and_after_the_model_loads(tmp_path):
     startup.current_model(ctx)
     assert startup.count_tokens(ctx, "a (red:1.2) circle") == (3, 75)
     assert startup.count_tokens(ctx, "word " * 80) == (80, 150)
+
+
+def test_bf16_flag_reaches_the_loaded_model(tmp_path):
+    import torch
+    ctx = make(tmp_path, "--bf16")
+    loaded = startup.current_model(ctx)
+    assert loaded.model.dtype == torch.bfloat16  # UNet (and text encoder)
+    assert loaded.model.first_stage_model.post_quant_conv.weight.dtype == torch.float32  # VAE stays fp32 on the CPU
+    assert make(tmp_path / "plain").models.dtype_unet == torch.float32

@@ -28,7 +28,9 @@ def model_status(ctx: AppContext) -> str:
     if current is None:
         return "No model loaded yet (it loads on first use)."
     demo = startup.is_demo(current.info)
-    text = f"Loaded: **{current.info.title}** ({'demo model, v1 layout' if demo else model_family(current.config)})"
+    inpainting = "inpainting" in str(current.config or "")
+    kind = f"demo {'inpainting ' if inpainting else ''}model, v1 layout"
+    text = f"Loaded: **{current.info.title}** ({kind if demo else model_family(current.config)})"
     if demo:
         size = startup.native_size(ctx)
         text += (f" - a small demo model trained on coloured shapes at {size}x{size} (try \"a red circle\"); "
