@@ -75,3 +75,22 @@ def test_the_inpainting_objective_learns_a_fixed_batch():
     assert last < 0.7 * first, (first, last)
     # the new input channels did learn (they started at zero)
     assert model.model.diffusion_model.input_blocks[0][0].weight[:, 4:].abs().max() > 0
+
+
+def test_the_fine_tune_starts_from_the_ema_weights():
+    """build_inpainting_model takes ema_state_dict: EMA values, kept after the swap is undone."""
+    from modules.training.train_diffusion import ema_state_dict, trainable
+    from modules.training.trainer import OptimizerSpec, Trainer
+
+    model = make_tiny_model("tiny-v1")
+    nets = trainable(model)
+    trainer = Trainer(nets, {"d": OptimizerSpec([p for n in nets.values() for p in n.parameters()], 1e-3)},
+                      total_steps=1, seed=0, ema={n: 0.9 for n in nets})
+    with torch.no_grad():  # the raw weights move away from their average
+        for p in model.model.diffusion_model.parameters():
+            p.add_(1.0)
+    state = ema_state_dict(model, trainer)
+    key = "model.diffusion_model.out.2.weight"
+    ema = trainer.averaged("unet").state_dict()["out.2.weight"]
+    torch.testing.assert_close(state[key], ema)
+    assert not torch.equal(state[key], model.state_dict()[key])  # the model has its raw weights back

@@ -12,7 +12,7 @@ Stages 2 and 3 depend only on stage 1, so they can run at the same time in two p
 
 Time (one thread, `OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1`, the machine's other core busy),
 measured for the shipped files: autoencoder 2.5 min (450 steps), decoder 1.7 min (400), diffusion
-26.5 min (4000), inpaint 6.1 min (800): about 37 minutes; a busier machine takes up to 3x that.
+26.5 min (4000), inpaint 6.5 min (800): about 37 minutes; a busier machine takes up to 3x that.
 Colour is learned after ~600 diffusion steps, left/right after ~1400 (with mirror pairs; see
 train_diffusion), shape last: 16/30 test images right at 2600 steps, 30/30 at 4000.
 """
@@ -29,7 +29,7 @@ import torch
 
 from .export import export
 from .train_autoencoder import AutoencoderTraining, init_low_logvar, latent_scale_factor, train_autoencoder
-from .train_diffusion import DiffusionTraining, swapped_in_ema, train_diffusion, trainable
+from .train_diffusion import DiffusionTraining, ema_state_dict, swapped_in_ema, train_diffusion, trainable
 from .train_inpaint import EXTRA_CHANNELS, inpainting_conditioning, inpainting_unet_state, random_masks
 from .trainer import OptimizerSpec, Trainer
 
@@ -211,8 +211,7 @@ def build_inpainting_model(args):
 
     base, config = build_demo_model(args)
     trainer = restored_trainer(base, args.workdir / "diffusion.pt", args.unet_steps, args.seed)
-    with swapped_in_ema(base, trainer):
-        state = base.state_dict()
+    state = ema_state_dict(base, trainer)
     unet = {k.removeprefix("model.diffusion_model."): v for k, v in state.items() if k.startswith("model.diffusion_model.")}
     state.update({f"model.diffusion_model.{k}": v for k, v in inpainting_unet_state(unet).items()})
     config = inpainting_config(config)

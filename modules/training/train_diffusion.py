@@ -108,3 +108,10 @@ class swapped_in_ema:
             net.load_state_dict(self.saved[name])
             net.train()
         return False
+
+
+def ema_state_dict(model, trainer: Trainer) -> dict[str, torch.Tensor]:
+    """The model's state dict with its trained networks' EMA weights, as copies (the tensors of a
+    plain state_dict() taken inside swapped_in_ema are overwritten in place when the block ends)."""
+    with swapped_in_ema(model, trainer):
+        return {k: v.clone() for k, v in model.state_dict().items()}
