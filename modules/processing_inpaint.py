@@ -135,7 +135,14 @@ def inpainting_image_conditioning(model, source: torch.Tensor, image_mask: Image
     else:
         arr = np.asarray(image_mask.convert("L").resize((width, height)), dtype=np.float32) / 255.0
         mask = torch.from_numpy(np.around(arr))[None, None]
-    mask = mask.to(source)
+    return masked_image_conditioning(model, source, mask.to(source), mask_weight, encode)
+
+
+def masked_image_conditioning(model, source: torch.Tensor, mask: torch.Tensor, mask_weight: float,
+                              encode) -> torch.Tensor:
+    """The c_concat above from a mask tensor [B or 1, 1, H, W] (1 = repaint); also what the
+    inpainting fine-tune (modules.training.train_inpaint) trains on."""
+    b, _, height, width = source.shape
     masked = torch.lerp(source, source * (1.0 - mask), mask_weight)
     latent = encode(masked)
     f = model.vae_scale_factor

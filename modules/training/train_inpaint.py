@@ -6,13 +6,14 @@ that order (LatentInpaintDiffusion's c_concat) - whose weights start at zero, so
 from the txt2img model's behaviour; then the model trains on random masks, a quarter of them
 covering everything (so it still does txt2img). The masked image has the masked pixels set to 0
 (grey in [-1, 1]) and is encoded with the posterior mode, exactly as the app builds it at inference
-(modules.processing_inpaint.inpainting_image_conditioning).
+(modules.processing_inpaint.masked_image_conditioning, shared with it).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from modules.processing_inpaint import masked_image_conditioning
 
 FIRST_CONV = "input_blocks.0.0.weight"
 EXTRA_CHANNELS = 5  # mask + masked-image latent
@@ -54,8 +55,9 @@ def random_masks(rng: np.random.Generator, n: int, size: int, grid: int) -> np.n
 
 @torch.no_grad()
 def inpainting_conditioning(model, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """c_concat for images [B, 3, H, W] in [-1, 1] and masks [B, 1, H, W]: [mask at latent size, masked latent]."""
-    masked = images * (1.0 - masks)
-    latent = model.get_first_stage_encoding(model.encode_first_stage(masked).mode())
-    small = F.interpolate(masks, size=latent.shape[-2:])
-    return torch.cat([small.to(latent), latent], dim=1)
+    """c_concat for images [B, 3, H, W] in [-1, 1] and masks [B, 1, H, W]: the app's own construction
+    at full mask strength, the batch encoded at once (the app encodes image by image)."""
+    def encode(x):
+        return model.get_first_stage_encoding(model.encode_first_stage(x).mode())
+
+    return masked_image_conditioning(model, images, masks, 1.0, encode)
