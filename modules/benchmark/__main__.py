@@ -2,7 +2,8 @@
 import importlib
 import sys
 
-BENCHMARKS = {"load": "modules.benchmark.load", "generate": "modules.benchmark.generate"}
+BENCHMARKS = {"load": "modules.benchmark.load", "generate": "modules.benchmark.generate",
+              "conv": "modules.benchmark.conv"}
 
 
 def main(argv: list[str]) -> int:

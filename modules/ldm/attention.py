@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conv import Conv2d
+
 
 class AttentionFn(Protocol):
     """q: [B, N, H*D], k and v: [B, M, H*D] -> [B, N, H*D], softmax(q k^T / sqrt(D)) v per head."""
@@ -64,13 +66,31 @@ class GEGLU(nn.Module):
         return x * F.gelu(gate)
 
 
+# Tokens per feed-forward chunk on the CPU. Unchunked, the GEGLU's [tokens, 8 x dim] intermediates of the
+# 64x64 level (84 MB) are above glibc's largest mmap threshold (32 MiB), so each is a fresh mapping that
+# page-faults on every UNet call; 1024-token chunks (10 MB) are reused from the heap and stay in cache.
+# Measured (SD1.5 size, 64x64 latents, batch 2, one thread): 156 -> 120 ms per feed-forward. Chunks are
+# taken per image, so an image's arithmetic does not depend on the batch it is in; rows are computed
+# independently, so the result is bit-identical to the unchunked one.
+FF_CHUNK_TOKENS = 1024
+
+
 class FeedForward(nn.Module):
     def __init__(self, dim: int, mult: int = 4):
         super().__init__()
         self.net = nn.Sequential(GEGLU(dim, dim * mult), nn.Dropout(0.0), nn.Linear(dim * mult, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        if x.device.type != "cpu" or x.dim() != 3 or x.shape[1] <= FF_CHUNK_TOKENS or torch.is_grad_enabled():
+            return self.net(x)
+        out = None
+        for b in range(x.shape[0]):
+            for start in range(0, x.shape[1], FF_CHUNK_TOKENS):
+                chunk = self.net(x[b, start:start + FF_CHUNK_TOKENS])
+                if out is None:
+                    out = chunk.new_empty(*x.shape[:-1], chunk.shape[-1])
+                out[b, start:start + FF_CHUNK_TOKENS] = chunk
+        return out
 
 
 class BasicTransformerBlock(nn.Module):
@@ -112,14 +132,14 @@ class SpatialTransformer(nn.Module):
         if use_linear:
             self.proj_in = nn.Linear(in_channels, inner_dim)
         else:
-            self.proj_in = nn.Conv2d(in_channels, inner_dim, kernel_size=1)
+            self.proj_in = Conv2d(in_channels, inner_dim, kernel_size=1)
         self.transformer_blocks = nn.ModuleList(
             BasicTransformerBlock(inner_dim, n_heads, d_head, context_dim, disable_self_attn, attention)
             for _ in range(depth))
         if use_linear:
             self.proj_out = nn.Linear(inner_dim, in_channels)
         else:
-            self.proj_out = nn.Conv2d(inner_dim, in_channels, kernel_size=1)
+            self.proj_out = Conv2d(inner_dim, in_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape

@@ -45,6 +45,18 @@ class AutoencoderConfig:
         return cfg
 
 
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+
+
+def _cpu_layout(x: torch.Tensor) -> torch.Tensor:
+    """On the CPU the autoencoder runs on channels-last maps: oneDNN then convolves the large, few-channel
+    maps without reordering them to its blocked layout and back at every layer. Measured (SD VAE, fp32,
+    one thread, a 512x512 image): decode 19.1-19.7 s -> 16.7-17.4 s, encode 7.7-8.0 s -> 6.8-7.4 s.
+    The weights keep their layout; results differ from NCHW in rounding only."""
+    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" and x.dim() == 4 else x
+
+
 def Normalize(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(32, channels, eps=1e-6, affine=True)
 
@@ -84,8 +96,8 @@ class AttnBlock(nn.Module):
         h_ = self.norm(x)
         q, k, v = (t.reshape(b, 1, c, h * w).transpose(2, 3) for t in (self.q(h_), self.k(h_), self.v(h_)))
         out = F.scaled_dot_product_attention(q, k, v)  # [B, 1, HW, C]
-        # contiguous: keep the conv input in NCHW order (see SpatialTransformer in attention.py)
-        return x + self.proj_out(out.transpose(2, 3).reshape(b, c, h, w).contiguous())
+        # keep the conv input in the layout of x (NCHW, or channels-last on the CPU: see AutoencoderKL)
+        return x + self.proj_out(out.transpose(2, 3).reshape(b, c, h, w).contiguous(memory_format=_layout(x)))
 
 
 class Downsample(nn.Module):
@@ -240,11 +252,11 @@ class AutoencoderKL(nn.Module):
 
     def encode(self, x: torch.Tensor) -> DiagonalGaussianDistribution:
         """image [B, 3, H, W] in [-1, 1] -> posterior over latents [B, embed_dim, H/f, W/f]."""
-        return DiagonalGaussianDistribution(self.quant_conv(self.encoder(x)))
+        return DiagonalGaussianDistribution(self.quant_conv(self.encoder(_cpu_layout(x))).contiguous())
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """latent [B, embed_dim, h, w] (unscaled) -> image [B, 3, h*f, w*f], about [-1, 1]."""
-        return self.decoder(self.post_quant_conv(z))
+        return self.decoder(self.post_quant_conv(_cpu_layout(z))).contiguous()
 
     def forward(self, x: torch.Tensor, sample_posterior: bool = True) -> torch.Tensor:
         posterior = self.encode(x)

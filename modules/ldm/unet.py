@@ -18,6 +18,7 @@ from torch import nn
 
 from .attention import AttentionFn, CrossAttention, SpatialTransformer, sdpa_attention
 from .clip_text import embedding
+from .conv import Conv2d
 
 
 @dataclass
@@ -102,14 +103,14 @@ class ResBlock(nn.Module):
     def __init__(self, channels: int, emb_channels: int, out_channels: int, dropout: float = 0.0):
         super().__init__()
         self.in_layers = nn.Sequential(normalization(channels), nn.SiLU(),
-                                       nn.Conv2d(channels, out_channels, 3, padding=1))
+                                       Conv2d(channels, out_channels, 3, padding=1))
         self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_channels, out_channels))
         self.out_layers = nn.Sequential(normalization(out_channels), nn.SiLU(), nn.Dropout(dropout),
-                                        nn.Conv2d(out_channels, out_channels, 3, padding=1))
+                                        Conv2d(out_channels, out_channels, 3, padding=1))
         if out_channels == channels:
             self.skip_connection = nn.Identity()
         else:
-            self.skip_connection = nn.Conv2d(channels, out_channels, 1)
+            self.skip_connection = Conv2d(channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.in_layers(x)
@@ -120,7 +121,7 @@ class ResBlock(nn.Module):
 class Downsample(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
-        self.op = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        self.op = Conv2d(channels, channels, 3, stride=2, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
@@ -129,7 +130,7 @@ class Downsample(nn.Module):
 class Upsample(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv = Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
@@ -184,7 +185,7 @@ class UNetModel(nn.Module):
             self.label_emb = embedding(cfg.num_classes, time_embed_dim)
 
         self.input_blocks = nn.ModuleList(
-            [TimestepEmbedSequential(nn.Conv2d(cfg.in_channels, cfg.model_channels, 3, padding=1))])
+            [TimestepEmbedSequential(Conv2d(cfg.in_channels, cfg.model_channels, 3, padding=1))])
         chans = [cfg.model_channels]  # skip-connection widths, consumed by the output blocks
         ch, ds = cfg.model_channels, 1
         for level, mult in enumerate(cfg.channel_mult):
@@ -218,7 +219,7 @@ class UNetModel(nn.Module):
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
 
         self.out = nn.Sequential(normalization(ch), nn.SiLU(),
-                                 nn.Conv2d(cfg.model_channels, cfg.out_channels, 3, padding=1))
+                                 Conv2d(cfg.model_channels, cfg.out_channels, 3, padding=1))
 
     def set_attention(self, attention: AttentionFn) -> None:
         """Route every attention layer of this model through `attention` (see attention.AttentionFn)."""
