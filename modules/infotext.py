@@ -185,6 +185,9 @@ OPTION_FIELDS = {
     "VAE": ("sd_vae", str),
     "Model hash": ("sd_model_checkpoint", str),
     "Schedule rho": ("rho", float),
+    "Beta schedule alpha": ("beta_dist_alpha", float),
+    "Beta schedule beta": ("beta_dist_beta", float),
+    "Discard penultimate sigma": ("always_discard_next_to_last_sigma", lambda v: str(v).lower() == "true"),
 }
 
 

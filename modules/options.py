@@ -110,6 +110,8 @@ REGISTRY: dict[str, OptionInfo] = {
     "s_tmax": _o(0.0, "sigma tmax (0 = infinity)", "sampler", minimum=0.0, maximum=999.0),
     "always_discard_next_to_last_sigma": _o(False, "Always discard next-to-last sigma", "sampler"),
     "rho": _o(0.0, "rho (Karras/Polyexponential schedules; 0 = default)", "sampler", minimum=0.0, maximum=10.0),
+    "beta_dist_alpha": _o(0.6, "Beta schedule - alpha", "sampler", minimum=0.01, maximum=1.0),
+    "beta_dist_beta": _o(0.6, "Beta schedule - beta", "sampler", minimum=0.01, maximum=1.0),
     "s_noise": _o(1.0, "sigma noise", "sampler", minimum=0.0, maximum=1.1),
     # Saving images
     "samples_save": _o(True, "Always save all generated images", "saving"),

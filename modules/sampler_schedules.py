@@ -68,6 +68,51 @@ def polyexponential(n, sigma_min, sigma_max, inner_model=None, device="cpu", rho
     return k_sampling.get_sigmas_polyexponential(n, sigma_min, sigma_max, rho=rho, device=device)
 
 
+def kl_optimal(n, sigma_min, sigma_max, inner_model=None, device="cpu"):
+    """Evenly spaced in arctan(sigma) (Sabour et al. 2024, "Align Your Steps", the KL-optimal
+    schedule). As A1111: n + 1 sigmas from sigma_max down to sigma_min, with no final 0."""
+    alpha_min, alpha_max = torch.arctan(torch.tensor(sigma_min)), torch.arctan(torch.tensor(sigma_max))
+    frac = torch.arange(n + 1) / n
+    return torch.tan(frac * alpha_min + (1.0 - frac) * alpha_max).to(device)
+
+
+# NVIDIA's optimised 10-step schedule for SD 1.5 (research.nvidia.com/labs/toronto-ai/AlignYourSteps/
+# howto.html); A1111 uses it for every non-SDXL model, and so do we.
+AYS_SD15 = (14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029)
+
+
+def align_your_steps(n, sigma_min, sigma_max, inner_model=None, device="cpu"):
+    """AYS_SD15 (11 sigmas), log-linearly interpolated to n sigmas when n != 11, then a final 0."""
+    import numpy as np
+
+    sigmas = np.array(AYS_SD15, dtype=np.float64)
+    if n != len(sigmas):
+        xs = np.linspace(0, 1, len(sigmas))
+        sigmas = np.exp(np.interp(np.linspace(0, 1, n), xs, np.log(sigmas[::-1])))[::-1]
+    return torch.tensor([*sigmas.tolist(), 0.0], dtype=torch.float32, device=device)
+
+
+def beta(n, sigma_min, sigma_max, inner_model=None, device="cpu", alpha=0.6, beta=0.6):
+    """Sigmas at the quantiles of a Beta(alpha, beta) distribution (Lee et al. 2024, "Beta Sampling is
+    All You Need"), linear between sigma_min and sigma_max, then 0; alpha = beta = 0.6 spends more
+    steps at both ends. A1111's formula (scipy's beta.ppf)."""
+    import numpy as np
+    from scipy import stats
+
+    quantiles = stats.beta.ppf(1 - np.linspace(0, 1, n), alpha, beta)
+    sigmas = [sigma_min + float(q) * (sigma_max - sigma_min) for q in quantiles]
+    return torch.tensor(sigmas + [0.0], dtype=torch.float32, device=device)
+
+
+@dataclass(frozen=True)
+class ScheduleOption:
+    """A setting a schedule reads: passed as `kwarg`, recorded in the infotext under `infotext`."""
+    kwarg: str
+    setting: str  # modules.options key
+    infotext: str
+    default: float  # the schedule's own value; "Schedule rho" 0 means this one
+
+
 @dataclass(frozen=True)
 class Scheduler:
     name: str  # the API value, e.g. "karras"
@@ -75,18 +120,43 @@ class Scheduler:
     function: Callable | None  # None: the sampler's own default ("Automatic")
     takes_rho: bool = False
     aliases: tuple[str, ...] = ()
+    options: tuple[ScheduleOption, ...] = ()
+
+
+def _rho(default: float) -> tuple[ScheduleOption, ...]:
+    return (ScheduleOption("rho", "rho", "Schedule rho", default),)
+
+
+_BETA_OPTIONS = (ScheduleOption("alpha", "beta_dist_alpha", "Beta schedule alpha", 0.6),
+                 ScheduleOption("beta", "beta_dist_beta", "Beta schedule beta", 0.6))
+
+
+def option_kwargs(scheduler: Scheduler, opts) -> tuple[dict, dict]:
+    """(keyword arguments for the schedule, infotext fields) from the settings, as A1111 records them:
+    rho only when set (non-zero) and not the schedule's default, the Beta parameters always."""
+    kwargs, infotext = {}, {}
+    for option in scheduler.options:
+        value = float(getattr(opts, option.setting, option.default))
+        if option.kwarg == "rho" and value in (0.0, option.default):
+            continue
+        kwargs[option.kwarg] = value
+        infotext[option.infotext] = value
+    return kwargs, infotext
 
 
 SCHEDULERS: tuple[Scheduler, ...] = (
     Scheduler("automatic", "Automatic", None),
     Scheduler("uniform", "Uniform", uniform),
-    Scheduler("karras", "Karras", karras, takes_rho=True),
+    Scheduler("karras", "Karras", karras, takes_rho=True, options=_rho(7.0)),
     Scheduler("exponential", "Exponential", exponential),
-    Scheduler("polyexponential", "Polyexponential", polyexponential, takes_rho=True),
+    Scheduler("polyexponential", "Polyexponential", polyexponential, takes_rho=True, options=_rho(1.0)),
     Scheduler("sgm_uniform", "SGM Uniform", sgm_uniform, aliases=("SGMUniform",)),
+    Scheduler("kl_optimal", "KL Optimal", kl_optimal),
+    Scheduler("align_your_steps", "Align Your Steps", align_your_steps),
     Scheduler("simple", "Simple", simple),
     Scheduler("normal", "Normal", normal),
     Scheduler("ddim", "DDIM", ddim),
+    Scheduler("beta", "Beta", beta, options=_BETA_OPTIONS),
 )
 
 _BY_KEY = {}
@@ -107,9 +177,10 @@ def find_scheduler(name: str | None) -> Scheduler:
 
 
 def build_sigmas(scheduler: Scheduler, steps: int, inner_model, rho: float | None = None,
-                 sigma_min: float | None = None, sigma_max: float | None = None) -> torch.Tensor:
+                 sigma_min: float | None = None, sigma_max: float | None = None, **options) -> torch.Tensor:
     """Sigmas for `steps` steps from a concrete (non-Automatic) scheduler; sigma_min/max default to
-    the model's smallest/largest training noise level."""
+    the model's smallest/largest training noise level; `options` are the scheduler's own (see
+    option_kwargs)."""
     if scheduler.function is None:
         raise ValueError("'Automatic' is resolved by the sampler: pass its default schedule")
     kwargs = {
@@ -119,4 +190,6 @@ def build_sigmas(scheduler: Scheduler, steps: int, inner_model, rho: float | Non
     }
     if scheduler.takes_rho and rho:
         kwargs["rho"] = rho
+    known = {option.kwarg for option in scheduler.options}
+    kwargs.update({k: v for k, v in options.items() if k in known})
     return scheduler.function(steps, **kwargs).float().cpu()

@@ -116,16 +116,22 @@ def make_denoiser(model, quantize: bool = False):
     raise ValueError(f"unsupported model parameterization {parameterization!r}: expected 'eps' or 'v'")
 
 
+def concrete_scheduler(info: SamplerInfo, scheduler: str | Scheduler | None) -> Scheduler:
+    """The schedule that runs: "Automatic" is the sampler's own default."""
+    found = scheduler if isinstance(scheduler, Scheduler) else find_scheduler(scheduler)
+    return find_scheduler(info.scheduler) if found.function is None else found
+
+
 def get_sigmas(info: SamplerInfo, steps: int, denoiser, scheduler: str | Scheduler | None = None,
-               rho: float | None = None, always_discard_next_to_last_sigma: bool = False) -> torch.Tensor:
-    """`steps` + 1 sigmas for this sampler and schedule type, from the denoiser's discrete schedule."""
+               rho: float | None = None, always_discard_next_to_last_sigma: bool = False,
+               **options) -> torch.Tensor:
+    """`steps` + 1 sigmas for this sampler and schedule type, from the denoiser's discrete schedule;
+    `options`: the schedule's own settings (sampler_schedules.option_kwargs)."""
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
-    found = scheduler if isinstance(scheduler, Scheduler) else find_scheduler(scheduler)
-    if found.function is None:
-        found = find_scheduler(info.scheduler)
+    found = concrete_scheduler(info, scheduler)
     discard = info.discard_next_to_last_sigma or always_discard_next_to_last_sigma
-    sigmas = build_sigmas(found, steps + 1 if discard else steps, denoiser, rho=rho)
+    sigmas = build_sigmas(found, steps + 1 if discard else steps, denoiser, rho=rho, **options)
     if discard:
         sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
     return sigmas
