@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from modules import infotext, rng
+from modules import infotext, rng, samplers
 from modules import processing_vae as vae
 from modules.hybrid_sampling import SamplingSettings, sample_hybrid
 
@@ -171,6 +171,7 @@ def depth2img(model, req: Depth2ImgRequest, *, encoder: Any = None, interrupt: A
 
 def _params(req: Depth2ImgRequest, seed: int, w: int, h: int, depth_source: str) -> dict:
     s = req.settings
+    info, scheduler = samplers.resolve_sampler_and_scheduler(s.sampler_name, s.scheduler)
     return {"Steps": s.steps, "Sampler": s.sampler_name, "Schedule type": s.scheduler, "CFG scale": s.cfg_scale,
             "Seed": seed, "Size": f"{w}x{h}", "Denoising strength": req.denoising_strength,
-            "Depth map": depth_source}
+            "Depth map": depth_source, **samplers.schedule_settings(info, scheduler, s.opts)[1]}

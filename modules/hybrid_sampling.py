@@ -30,6 +30,7 @@ class SamplingSettings:
     scheduler: Optional[str] = None  # None: the sampler's default schedule type
     seed: int = -1  # -1: random
     eta: Optional[float] = None
+    opts: Any = None  # the app's settings the schedules read (rho, Beta parameters); None: their defaults
 
 
 class NoiseLevelConditioned:
@@ -65,12 +66,14 @@ def sample_hybrid(model, settings: SamplingSettings, image_cond: torch.Tensor, l
     batch = image_cond.shape[0]
     info, scheduler = samplers.resolve_sampler_and_scheduler(settings.sampler_name, settings.scheduler)
     denoiser = samplers.make_denoiser(inner if inner is not None else model)
+    schedule, _ = samplers.schedule_settings(info, scheduler, settings.opts)
     if init_latent is not None:
         total, t_enc = samplers.img2img_steps(settings.steps, denoising_strength)
-        sigmas = samplers.img2img_sigmas(samplers.get_sigmas(info, total, denoiser, scheduler), total, t_enc)
+        sigmas = samplers.img2img_sigmas(samplers.get_sigmas(info, total, denoiser, scheduler, **schedule),
+                                         total, t_enc)
     else:
         t_enc = settings.steps
-        sigmas = samplers.get_sigmas(info, settings.steps, denoiser, scheduler)
+        sigmas = samplers.get_sigmas(info, settings.steps, denoiser, scheduler, **schedule)
     device = image_cond.device
     sigmas = sigmas.to(device)
     encoder = encoder or PromptEncoder(model)

@@ -12,7 +12,7 @@ import torch
 from modules import samplers
 from modules.cfg_denoiser import CFGDenoiser, LatentBlend, schedule_steps
 from modules.rng import ImageRNG
-from modules.sampler_schedules import Scheduler, option_kwargs
+from modules.sampler_schedules import Scheduler
 
 
 @dataclass
@@ -89,23 +89,13 @@ class Progress:
         self.job.set_step(step, preview)
 
 
-def schedule_settings(p, info: samplers.SamplerInfo, scheduler) -> dict:
-    """get_sigmas keywords from the settings (rho, the Beta parameters, discarding the penultimate
-    sigma), recorded in the infotext as A1111 does."""
-    kwargs, infotext = option_kwargs(samplers.concrete_scheduler(info, scheduler), p.opts)
-    if p.opts.always_discard_next_to_last_sigma:
-        kwargs["always_discard_next_to_last_sigma"] = True
-        infotext["Discard penultimate sigma"] = True
-    p.extra_generation_params.update(infotext)
-    return kwargs
-
-
 def run_pass(p, spass: SamplingPass, rng: ImageRNG, previewer=None) -> torch.Tensor:
     """Sample one pass and return the latent (the last prediction when interrupted or skipped)."""
     info = spass.sampler
     denoiser = samplers.make_denoiser(p.sd_model)
     img2img = spass.init_latent is not None
-    schedule = schedule_settings(p, info, spass.scheduler)
+    schedule, schedule_infotext = samplers.schedule_settings(info, spass.scheduler, p.opts)
+    p.extra_generation_params.update(schedule_infotext)
     if img2img:
         total, t_enc = samplers.img2img_steps(spass.steps, spass.denoising_strength, bool(p.opts.img2img_fix_steps))
         sigmas = samplers.img2img_sigmas(samplers.get_sigmas(info, total, denoiser, spass.scheduler, **schedule),

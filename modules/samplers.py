@@ -22,7 +22,7 @@ from k_diffusion import sampling as k_sampling
 
 from modules import sampler_functions
 from modules.cfg_denoiser import SamplingInterrupted
-from modules.sampler_schedules import SCHEDULERS, Scheduler, build_sigmas, find_scheduler
+from modules.sampler_schedules import SCHEDULERS, Scheduler, build_sigmas, find_scheduler, option_kwargs
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,18 @@ def concrete_scheduler(info: SamplerInfo, scheduler: str | Scheduler | None) -> 
     """The schedule that runs: "Automatic" is the sampler's own default."""
     found = scheduler if isinstance(scheduler, Scheduler) else find_scheduler(scheduler)
     return find_scheduler(info.scheduler) if found.function is None else found
+
+
+def schedule_settings(info: SamplerInfo, scheduler: str | Scheduler | None, opts) -> tuple[dict, dict]:
+    """(get_sigmas keywords, infotext fields) from the app's settings (rho, the Beta parameters,
+    discarding the penultimate sigma), as A1111 records them; opts None: the schedules' defaults."""
+    if opts is None:
+        return {}, {}
+    kwargs, infotext = option_kwargs(concrete_scheduler(info, scheduler), opts)
+    if getattr(opts, "always_discard_next_to_last_sigma", False):
+        kwargs["always_discard_next_to_last_sigma"] = True
+        infotext["Discard penultimate sigma"] = True
+    return kwargs, infotext
 
 
 def get_sigmas(info: SamplerInfo, steps: int, denoiser, scheduler: str | Scheduler | None = None,

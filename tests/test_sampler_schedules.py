@@ -104,3 +104,26 @@ def test_discard_penultimate_sigma_setting(v1, denoiser):
 def test_unknown_schedule_names_the_new_ones():
     with pytest.raises(ValueError, match="Align Your Steps"):
         find_scheduler("bong tangent")
+
+
+def test_depth2img_reads_and_records_the_schedule_settings():
+    from PIL import Image
+
+    from modules import depth2img
+    from modules.hybrid_sampling import SamplingSettings
+    from modules.options import Options
+
+    model = make_tiny_model("tiny-v2-depth")
+    image = Image.new("RGB", (64, 64), (120, 60, 30))
+    results = []
+    for alpha in (0.6, 0.3):
+        opts = Options()
+        opts.set("beta_dist_alpha", alpha)
+        settings = SamplingSettings(prompt="a house", steps=3, sampler_name="Euler", scheduler="Beta", seed=5, opts=opts)
+        depth_map = Image.linear_gradient("L").resize((64, 64))  # this tiny model has no MiDaS
+        request = depth2img.Depth2ImgRequest(image=image, settings=settings, denoising_strength=0.8,
+                                             depth_map=depth_map)
+        results.append(depth2img.depth2img(model, request))
+    assert "Beta schedule alpha: 0.6" in results[0].infotexts[0]
+    assert "Beta schedule alpha: 0.3" in results[1].infotexts[0]
+    assert not np.array_equal(arr(results[0].images[0]), arr(results[1].images[0]))

@@ -21,7 +21,8 @@ def run(ctx: AppContext, image, depth_map, prompt, negative, sampler_name, sched
     loaded = startup.current_model(ctx)
     settings = SamplingSettings(prompt=prompt or "", negative_prompt=negative or "", steps=int(steps),
                                 cfg_scale=float(cfg_scale), sampler_name=sampler_name,
-                                scheduler=None if scheduler in (None, "Automatic") else scheduler, seed=int(seed))
+                                scheduler=None if scheduler in (None, "Automatic") else scheduler, seed=int(seed),
+                                opts=ctx.opts)
     request = depth2img.Depth2ImgRequest(image=image, settings=settings, denoising_strength=float(denoising),
                                          depth_map=depth_map, batch_size=int(batch_size))
     job.job_count, job.sampling_steps = 1, int(steps)
