@@ -110,7 +110,8 @@ class ScheduleOption:
     kwarg: str
     setting: str  # modules.options key
     infotext: str
-    default: float  # the schedule's own value; "Schedule rho" 0 means this one
+    default: float  # the schedule's own value
+    always_recorded: bool = True  # False: used and recorded only when set (non-zero) and not `default`
 
 
 @dataclass(frozen=True)
@@ -118,13 +119,15 @@ class Scheduler:
     name: str  # the API value, e.g. "karras"
     label: str  # what the UI and the infotext show, e.g. "Karras"
     function: Callable | None  # None: the sampler's own default ("Automatic")
-    takes_rho: bool = False
     aliases: tuple[str, ...] = ()
-    options: tuple[ScheduleOption, ...] = ()
+    options: tuple[ScheduleOption, ...] = ()  # settings passed to `function` (see option_kwargs)
+
+    def option(self, kwarg: str) -> ScheduleOption | None:
+        return next((o for o in self.options if o.kwarg == kwarg), None)
 
 
 def _rho(default: float) -> tuple[ScheduleOption, ...]:
-    return (ScheduleOption("rho", "rho", "Schedule rho", default),)
+    return (ScheduleOption("rho", "rho", "Schedule rho", default, always_recorded=False),)
 
 
 _BETA_OPTIONS = (ScheduleOption("alpha", "beta_dist_alpha", "Beta schedule alpha", 0.6),
@@ -137,7 +140,7 @@ def option_kwargs(scheduler: Scheduler, opts) -> tuple[dict, dict]:
     kwargs, infotext = {}, {}
     for option in scheduler.options:
         value = float(getattr(opts, option.setting, option.default))
-        if option.kwarg == "rho" and value in (0.0, option.default):
+        if not option.always_recorded and value in (0.0, option.default):
             continue
         kwargs[option.kwarg] = value
         infotext[option.infotext] = value
@@ -147,9 +150,9 @@ def option_kwargs(scheduler: Scheduler, opts) -> tuple[dict, dict]:
 SCHEDULERS: tuple[Scheduler, ...] = (
     Scheduler("automatic", "Automatic", None),
     Scheduler("uniform", "Uniform", uniform),
-    Scheduler("karras", "Karras", karras, takes_rho=True, options=_rho(7.0)),
+    Scheduler("karras", "Karras", karras, options=_rho(7.0)),
     Scheduler("exponential", "Exponential", exponential),
-    Scheduler("polyexponential", "Polyexponential", polyexponential, takes_rho=True, options=_rho(1.0)),
+    Scheduler("polyexponential", "Polyexponential", polyexponential, options=_rho(1.0)),
     Scheduler("sgm_uniform", "SGM Uniform", sgm_uniform, aliases=("SGMUniform",)),
     Scheduler("kl_optimal", "KL Optimal", kl_optimal),
     Scheduler("align_your_steps", "Align Your Steps", align_your_steps),
@@ -176,8 +179,8 @@ def find_scheduler(name: str | None) -> Scheduler:
     return found
 
 
-def build_sigmas(scheduler: Scheduler, steps: int, inner_model, rho: float | None = None,
-                 sigma_min: float | None = None, sigma_max: float | None = None, **options) -> torch.Tensor:
+def build_sigmas(scheduler: Scheduler, steps: int, inner_model, sigma_min: float | None = None,
+                 sigma_max: float | None = None, **options) -> torch.Tensor:
     """Sigmas for `steps` steps from a concrete (non-Automatic) scheduler; sigma_min/max default to
     the model's smallest/largest training noise level; `options` are the scheduler's own (see
     option_kwargs)."""
@@ -188,8 +191,5 @@ def build_sigmas(scheduler: Scheduler, steps: int, inner_model, rho: float | Non
         "sigma_max": float(inner_model.sigmas[-1]) if sigma_max is None else sigma_max,
         "inner_model": inner_model,
     }
-    if scheduler.takes_rho and rho:
-        kwargs["rho"] = rho
-    known = {option.kwarg for option in scheduler.options}
-    kwargs.update({k: v for k, v in options.items() if k in known})
+    kwargs.update({k: v for k, v in options.items() if v is not None and scheduler.option(k)})
     return scheduler.function(steps, **kwargs).float().cpu()

@@ -135,15 +135,14 @@ def schedule_settings(info: SamplerInfo, scheduler: str | Scheduler | None, opts
 
 
 def get_sigmas(info: SamplerInfo, steps: int, denoiser, scheduler: str | Scheduler | None = None,
-               rho: float | None = None, always_discard_next_to_last_sigma: bool = False,
-               **options) -> torch.Tensor:
+               always_discard_next_to_last_sigma: bool = False, **options) -> torch.Tensor:
     """`steps` + 1 sigmas for this sampler and schedule type, from the denoiser's discrete schedule;
     `options`: the schedule's own settings (sampler_schedules.option_kwargs)."""
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     found = concrete_scheduler(info, scheduler)
     discard = info.discard_next_to_last_sigma or always_discard_next_to_last_sigma
-    sigmas = build_sigmas(found, steps + 1 if discard else steps, denoiser, rho=rho, **options)
+    sigmas = build_sigmas(found, steps + 1 if discard else steps, denoiser, **options)
     if discard:
         sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
     return sigmas

@@ -32,10 +32,10 @@ def schedulers() -> list[dict]:
     out = []
     for s in SCHEDULERS:
         params = inspect.signature(s.function).parameters if s.function else {}
-        rho = params.get("rho")
+        rho = s.option("rho")
         needs_model = "inner_model" in params and params["inner_model"].default is inspect.Parameter.empty
         out.append({"name": s.name, "label": s.label, "aliases": list(s.aliases) or None,
-                    "default_rho": float(rho.default) if s.takes_rho and rho is not None else -1.0,
+                    "default_rho": rho.default if rho else -1.0,
                     "need_inner_model": needs_model})
     return out
 
