@@ -28,24 +28,26 @@ def _time_ms(fn, repeat: int) -> float:
 
 
 def unet_conv_shapes(config: str, size: int, batch: int) -> dict:
-    """{(input shape, layer): calls} for one UNet call on [batch, C, size, size] latents."""
+    """{(input shape, weight shape, stride, padding): (a layer, calls)} for one UNet call on
+    [batch, C, size, size] latents; layers of the same shapes are one case."""
     from modules.sd_models import build_model
 
     unet = build_model(config, device="meta").model.diffusion_model
-    calls: dict = {}
+    cases: dict = {}
+
+    def count(layer, args, out):
+        key = (tuple(args[0].shape), tuple(layer.weight.shape), layer.stride, layer.padding)
+        first, calls = cases.get(key, (layer, 0))
+        cases[key] = (first, calls + 1)
+
     for layer in unet.modules():
         if isinstance(layer, torch.nn.Conv2d):
-            layer.register_forward_hook(lambda m, args, out: calls.update(
-                {(tuple(args[0].shape), m): calls.get((tuple(args[0].shape), m), 0) + 1}))
+            layer.register_forward_hook(count)
     ctx = unet.config.context_dim
     with torch.no_grad():
         unet(torch.zeros(batch, unet.config.in_channels, size, size, device="meta"),
              torch.zeros(batch, device="meta"), torch.zeros(batch, 77, ctx, device="meta"))
-    merged: dict = {}  # same shapes from different layers are one case
-    for (shape, layer), n in calls.items():
-        key = (shape, tuple(layer.weight.shape), layer.stride, layer.padding)
-        merged[key] = (layer, merged.get(key, (layer, 0))[1] + n)
-    return merged
+    return cases
 
 
 def main(argv: list[str]) -> int:
