@@ -29,9 +29,9 @@ import torch
 
 from .export import export
 from .train_autoencoder import AutoencoderTraining, init_low_logvar, latent_scale_factor, train_autoencoder
-from .train_diffusion import DiffusionTraining, ema_state_dict, swapped_in_ema, train_diffusion, trainable
+from .train_diffusion import DiffusionTraining, diffusion_trainer, ema_state_dict, swapped_in_ema, train_diffusion
 from .train_inpaint import EXTRA_CHANNELS, inpainting_conditioning, inpainting_unet_state, random_masks
-from .trainer import OptimizerSpec, Trainer
+from .trainer import Trainer
 
 log = logging.getLogger("demo")
 
@@ -169,12 +169,9 @@ def stage_diffusion(args):
 
 def restored_trainer(model, checkpoint: Path, steps: int, seed: int) -> Trainer:
     """A trainer over the model's trained networks with the state (EMA included) of `checkpoint`."""
-    cfg = DiffusionTraining()
-    nets = trainable(model)
     if not checkpoint.is_file():
         raise ValueError(f"no checkpoint at {checkpoint}: run the stage that writes it first")
-    return Trainer(nets, {"diffusion": OptimizerSpec([p for n in nets.values() for p in n.parameters()], cfg.lr)},
-                   steps, seed, ema={n: cfg.ema_decay for n in nets}, checkpoint=checkpoint)
+    return diffusion_trainer(model, DiffusionTraining(steps=steps), seed, checkpoint)
 
 
 def export_ema(model, config: dict, trainer: Trainer, path: Path, seed: int) -> None:

@@ -48,6 +48,20 @@ def trainable(model) -> dict[str, torch.nn.Module]:
     return {"unet": model.model.diffusion_model, "text": model.cond_stage_model}
 
 
+def diffusion_trainer(model, cfg: DiffusionTraining, seed: int, checkpoint: Path | None = None) -> Trainer:
+    """The trainer over the model's trained networks (optimizer, EMA), resumed from `checkpoint` if it
+    exists: what train_diffusion runs, and what the demo's export stages read the EMA weights from."""
+    nets = trainable(model)
+    params = [p for net in nets.values() for p in net.parameters()]
+    return Trainer(
+        modules=nets,
+        optimizers={"diffusion": OptimizerSpec(params, cfg.lr, (0.9, 0.99), cfg.weight_decay,
+                                               warmup_steps=cfg.warmup_steps, cosine_to=0.05, grad_clip=1.0)},
+        total_steps=cfg.steps, seed=seed, ema={name: cfg.ema_decay for name in nets},
+        checkpoint=checkpoint, desc=f"diffusion ({model.parameterization})",
+    )
+
+
 def train_diffusion(model, cfg: DiffusionTraining, seed: int, checkpoint: Path | None = None,
                     evaluate: Callable[[object, int], None] | None = None,
                     image_conditioning: Callable | None = None) -> Trainer:
@@ -58,16 +72,9 @@ def train_diffusion(model, cfg: DiffusionTraining, seed: int, checkpoint: Path |
     """
     model.first_stage_model.eval().requires_grad_(False)
     nets = trainable(model)
-    params = [p for net in nets.values() for p in net.parameters()]
     for net in nets.values():
         net.requires_grad_(True)
-    trainer = Trainer(
-        modules=nets,
-        optimizers={"diffusion": OptimizerSpec(params, cfg.lr, (0.9, 0.99), cfg.weight_decay,
-                                               warmup_steps=cfg.warmup_steps, cosine_to=0.05, grad_clip=1.0)},
-        total_steps=cfg.steps, seed=seed, ema={name: cfg.ema_decay for name in nets},
-        checkpoint=checkpoint, desc=f"diffusion ({model.parameterization})",
-    )
+    trainer = diffusion_trainer(model, cfg, seed, checkpoint)
 
     def step_fn(step, rng, gen):
         images, captions, _ = shapes.batch(rng, cfg.batch_size, cfg.image_size, mirror_pairs=cfg.mirror_pairs)
