@@ -67,13 +67,8 @@ def sample_hybrid(model, settings: SamplingSettings, image_cond: torch.Tensor, l
     info, scheduler = samplers.resolve_sampler_and_scheduler(settings.sampler_name, settings.scheduler)
     denoiser = samplers.make_denoiser(inner if inner is not None else model)
     schedule, _ = samplers.schedule_settings(info, scheduler, settings.opts)
-    if init_latent is not None:
-        total, t_enc = samplers.img2img_steps(settings.steps, denoising_strength)
-        sigmas = samplers.img2img_sigmas(samplers.get_sigmas(info, total, denoiser, scheduler, **schedule),
-                                         total, t_enc)
-    else:
-        t_enc = settings.steps
-        sigmas = samplers.get_sigmas(info, settings.steps, denoiser, scheduler, **schedule)
+    sigmas, t_enc = samplers.pass_sigmas(info, settings.steps, denoiser, scheduler,
+                                         denoising_strength if init_latent is not None else None, **schedule)
     device = image_cond.device
     sigmas = sigmas.to(device)
     encoder = encoder or PromptEncoder(model)

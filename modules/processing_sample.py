@@ -96,13 +96,9 @@ def run_pass(p, spass: SamplingPass, rng: ImageRNG, previewer=None) -> torch.Ten
     img2img = spass.init_latent is not None
     schedule, schedule_infotext = samplers.schedule_settings(info, spass.scheduler, p.opts)
     p.extra_generation_params.update(schedule_infotext)
-    if img2img:
-        total, t_enc = samplers.img2img_steps(spass.steps, spass.denoising_strength, bool(p.opts.img2img_fix_steps))
-        sigmas = samplers.img2img_sigmas(samplers.get_sigmas(info, total, denoiser, spass.scheduler, **schedule),
-                                         total, t_enc)
-    else:
-        t_enc = spass.steps
-        sigmas = samplers.get_sigmas(info, spass.steps, denoiser, spass.scheduler, **schedule)
+    sigmas, t_enc = samplers.pass_sigmas(info, spass.steps, denoiser, spass.scheduler,
+                                         spass.denoising_strength if img2img else None,
+                                         bool(p.opts.img2img_fix_steps), **schedule)
     device = model_device(p.sd_model)
     sigmas = sigmas.to(device)
     noise = rng.next()

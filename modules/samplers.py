@@ -167,6 +167,17 @@ def img2img_sigmas(sigmas: torch.Tensor, total_steps: int, t_enc: int) -> torch.
     return sigmas[total_steps - t_enc - 1:]
 
 
+def pass_sigmas(info: SamplerInfo, steps: int, denoiser, scheduler: str | Scheduler | None,
+                denoising_strength: float | None = None, fix_steps: bool = False,
+                **options) -> tuple[torch.Tensor, int]:
+    """(sigmas, t_enc) for one sampling pass: the whole `steps` schedule from noise, or with a
+    denoising strength (img2img) the tail of the schedule that img2img_steps picks."""
+    if denoising_strength is None:
+        return get_sigmas(info, steps, denoiser, scheduler, **options), steps
+    total, t_enc = img2img_steps(steps, denoising_strength, fix_steps)
+    return img2img_sigmas(get_sigmas(info, total, denoiser, scheduler, **options), total, t_enc), t_enc
+
+
 @dataclass
 class SamplerOptions:
     """The request's sampler parameters (None = the sampler's default)."""
