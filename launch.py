@@ -21,9 +21,11 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / "venv"
 sys.path.insert(0, str(ROOT))
 
-from modules import cmd_args  # noqa: E402  (stdlib only)
-from modules import process_env  # noqa: E402  (stdlib only)
-from modules import requirements as reqs  # noqa: E402  (stdlib only)
+from modules import (
+    cmd_args,  # noqa: E402  (stdlib only
+    process_env,  # noqa: E402  (stdlib only
+)
+from modules import requirements as reqs  # noqa: E402  (stdlib only
 
 
 def in_virtualenv() -> bool:

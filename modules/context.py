@@ -23,8 +23,8 @@ class AppContext:
     opts: Options
     jobs: JobQueue = field(default_factory=JobQueue)
     # Filled in by the engine parts at start-up (kept generic here so this module stays small):
-    models: Any = None          # modules.model_manager.ModelManager
-    extensions: Any = None      # modules.extensions.ExtensionManager
+    models: Any = None          # modules.models.manager.ModelManager
+    extensions: Any = None      # modules.plugins.manager.ExtensionManager
     services: dict[str, Any] = field(default_factory=dict)
 
     @property

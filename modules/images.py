@@ -195,7 +195,7 @@ def save_image(image: Image.Image, path, basename: str = "", seed=None, prompt: 
         pnginfo["parameters"] = info
     params = None
     if callbacks is not None and (callbacks.on_before_image_saved or callbacks.on_image_saved):
-        from modules.processing_types import ImageSaveParams
+        from modules.processing.objects import ImageSaveParams
 
         params = ImageSaveParams(image, p, "", pnginfo)
         for callback in callbacks.on_before_image_saved:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 
-from modules.sampler_schedules import SCHEDULERS
+from modules.sampling.schedules import SCHEDULERS
 
 # A1111 v1.10's create_infotext order; keys not listed (extra parameters) go after "Tiling" in the
 # order given, and these trailing ones last.

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from modules.cfg_denoiser import AfterCFGCallbackParams, CFGDenoisedParams, CFGDenoiserParams  # noqa: F401
-from modules.processing_types import ImageSaveParams, ProcessingCallbacks  # noqa: F401
+from modules.processing.objects import ImageSaveParams, ProcessingCallbacks  # noqa: F401
+from modules.sampling.cfg_denoiser import AfterCFGCallbackParams, CFGDenoisedParams, CFGDenoiserParams  # noqa: F401
 
 log = logging.getLogger("sdwebui.extensions")
 

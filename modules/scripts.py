@@ -9,7 +9,7 @@
 
 The values of the controls `ui()` returns arrive in every hook after the fixed arguments: by position
 when ui() returns a list (A1111), by keyword when it returns a dict of name -> component. The runner
-(modules/script_runner.py) calls the hooks, each isolated: an exception is reported once with the
+(modules/plugins/runner.py) calls the hooks, each isolated: an exception is reported once with the
 extension's name and the job goes on.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modules.processing_types import PostprocessImageArgs  # noqa: F401  (A1111 exports it here)
+from modules.processing.objects import PostprocessImageArgs  # noqa: F401  (A1111 exports it here)
 from modules.script_callbacks import ExtensionScope, current_scope
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from modules import devices
 from modules.context import AppContext
-from modules.model_manager import LoadedCheckpoint, ModelManager
-from modules.sd_catalog import CheckpointCatalog, HashCache
-from modules.sd_vae import VaeCatalog
+from modules.models.catalog import CheckpointCatalog, HashCache
+from modules.models.manager import LoadedCheckpoint, ModelManager
+from modules.models.vae import VaeCatalog
 
 log = logging.getLogger("sdwebui")
 
@@ -131,7 +131,7 @@ def attach_engine(ctx: AppContext, preload: bool = True, load_extensions: bool =
     ctx.models = create_model_manager(ctx)
     attach_services(ctx)
     if load_extensions:
-        from modules.extensions import load_extensions as load
+        from modules.plugins.manager import load_extensions as load
         load(ctx)  # before the preload, so a model loaded at start reaches on_model_loaded
     if preload:
         def _load():

@@ -1,6 +1,6 @@
 """Image upscalers by A1111 name, for the Extras tab (`upscaler_1` / `upscaler_2` of
 /sdapi/v1/extra-single-image) and hires fix: "None", "Lanczos", "Nearest" (PIL resampling) and
-"SD x4" (the SD 2 x4 upscaler, modules.upscaler_x4; it needs the x4 checkpoint loaded).
+"SD x4" (the SD 2 x4 upscaler, modules.processing.upscaler_x4; it needs the x4 checkpoint loaded).
 
     upscale(image, "Lanczos", 1024, 768)
     upscale(image, "SD x4", 2048, 2048, x4_model=model, x4_settings=X4Settings(...))
@@ -12,7 +12,7 @@ from typing import Optional
 
 from PIL import Image
 
-from modules.upscaler_x4 import X4Settings, upscale_x4
+from modules.processing.upscaler_x4 import X4Settings, upscale_x4
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from modules import upscalers
-from modules.upscaler_x4 import X4Settings, is_x4_model
+from modules.processing.upscaler_x4 import X4Settings, is_x4_model
 
 X4_KEY_PREFIX = "low_scale_model."
 
@@ -65,7 +65,7 @@ class X4Upscaler:
                                  "x4-upscaling.yaml beside it) in models/Stable-diffusion; put it there and "
                                  "refresh, or pick Lanczos / Nearest")
             if self._path != path:
-                from modules.sd_models import load_model
+                from modules.models.loader import load_model
                 self._model = None  # free the old one first
                 manager = self.ctx.models
                 self._model = load_model(path, device=manager.device, dtype=manager.dtype_unet,

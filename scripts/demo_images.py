@@ -21,7 +21,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from modules.sd_models import load_checkpoint  # noqa: E402
+from modules.models.loader import load_checkpoint  # noqa: E402
 from modules.training.evaluate import generate, measure, standard_prompts, summary  # noqa: E402
 from modules.training.export import DEMO_DIR  # noqa: E402
 

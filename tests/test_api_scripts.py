@@ -124,7 +124,7 @@ def test_script_errors_are_422(client, body):
 def test_the_builtin_xyz_plot_through_the_api(tmp_path_factory):
     """The real extension system: X/Y/Z plot (built in) as A1111 clients call it, by title with
     its arguments in the order of its controls."""
-    from modules.extensions import load_extensions
+    from modules.plugins.manager import load_extensions
     from webui.ui import scripts_ui
 
     ctx = make_context(make_data_dir(tmp_path_factory.mktemp("xyz-api")))

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from modules.sd_state_dict import CheckpointRefused, read_state_dict
+from modules.models.state_dict import CheckpointRefused, read_state_dict
 
 
 class RunsCode:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from modules import sd_detect, sd_models
+from modules.models import detect, loader
 from tests.tiny import make_tiny_model, tiny_config_path
 
 SCHEDULE = ("betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
@@ -44,7 +44,7 @@ def unet_out(model, x_dtype=torch.float32):
 def test_fp16_file_round_trip_to_fp32(tmp_path, suffix):
     original = make_tiny_model("tiny-v1", seed=3)
     path = save_checkpoint(original, tmp_path / f"m{suffix}", torch.float16, yaml="tiny-v1")
-    loaded = sd_models.load_model(path, dtype=torch.float32)
+    loaded = loader.load_model(path, dtype=torch.float32)
     expected = state_dict_as(original, torch.float16)
     got = loaded.state_dict()
     assert set(got) == set(expected)
@@ -62,7 +62,7 @@ def test_fp16_file_round_trip_to_fp32(tmp_path, suffix):
 def test_bf16_on_disk_fp16_in_memory_and_separate_vae_dtype(tmp_path):
     path = save_checkpoint(make_tiny_model("tiny-v2", seed=1), tmp_path / "m.safetensors", torch.bfloat16,
                            yaml="tiny-v2")
-    model = sd_models.load_model(path, dtype=torch.float16, dtype_vae=torch.float32)
+    model = loader.load_model(path, dtype=torch.float16, dtype_vae=torch.float32)
     assert model.model.diffusion_model.out[2].weight.dtype == torch.float16
     assert model.cond_stage_model.state_dict()[next(iter(model.cond_stage_model.state_dict()))].dtype == torch.float16
     assert model.first_stage_model.decoder.conv_out.weight.dtype == torch.float32
@@ -72,8 +72,8 @@ def test_bf16_on_disk_fp16_in_memory_and_separate_vae_dtype(tmp_path):
 def test_same_dtype_load_shares_the_file_mapping(tmp_path):
     """fp32 file into an fp32 model: the parameters are the mmap'd tensors, not copies."""
     path = save_checkpoint(make_tiny_model("tiny-v1"), tmp_path / "m.safetensors", torch.float32, yaml="tiny-v1")
-    sd = sd_models.read_state_dict(path)
-    model = sd_models.model_from_state_dict(sd, tiny_config_path("tiny-v1"))
+    sd = loader.read_state_dict(path)
+    model = loader.model_from_state_dict(sd, tiny_config_path("tiny-v1"))
     key = "model.diffusion_model.out.2.weight"
     assert model.state_dict()[key].data_ptr() == sd[key].data_ptr()
 
@@ -84,7 +84,7 @@ def test_wrapper_ema_extra_keys_and_missing_buffers(tmp_path):
     extra = {"model_ema.decay": torch.tensor(0.9999), "model_ema.diffusion_modelout2weight": torch.zeros(4),
              "some.unused.tensor": torch.ones(3)}
     path = save_checkpoint(original, tmp_path / "m.ckpt", torch.float32, yaml="tiny-v1", drop=drop, extra=extra)
-    loaded = sd_models.load_model(path)
+    loaded = loader.load_model(path)
     for name in SCHEDULE:
         assert torch.allclose(getattr(loaded, name), getattr(original, name)), name
     pos = loaded.cond_stage_model.state_dict()["transformer.text_model.embeddings.position_ids"]
@@ -97,7 +97,7 @@ def test_missing_and_misshaped_weights_name_keys_and_config(tmp_path):
                            drop=("model.diffusion_model.out.2.bias",))
     shutil.copy(tiny_config_path("tiny-v1-inpainting"), tmp_path / "m.yaml")
     with pytest.raises(ValueError) as err:
-        sd_models.load_model(path)
+        loader.load_model(path)
     message = str(err.value)
     assert "m.safetensors does not fit config" in message and "m.yaml" in message
     assert "model.diffusion_model.out.2.bias" in message
@@ -107,16 +107,16 @@ def test_missing_and_misshaped_weights_name_keys_and_config(tmp_path):
 def test_tiny_checkpoint_without_yaml_explains_the_remedy(tmp_path):
     path = save_checkpoint(make_tiny_model("tiny-v1"), tmp_path / "tiny.safetensors")
     with pytest.raises(ValueError, match="does not fit config v1-inference.*put its yaml beside it"):
-        sd_models.load_model(path)
+        loader.load_model(path)
 
 
 def test_yaml_beside_the_file_wins(tmp_path):
     path = save_checkpoint(make_tiny_model("tiny-v2"), tmp_path / "m.safetensors", yaml="tiny-v2-v")
-    result = sd_models.load_checkpoint(path)
+    result = loader.load_checkpoint(path)
     assert result.model.parameterization == "v" and result.config == str(tmp_path / "m.yaml")
     (tmp_path / "m.yaml").unlink()
     shutil.copy(tiny_config_path("tiny-v2"), tmp_path / "m.yaml")
-    assert sd_models.load_model(path).parameterization == "eps"
+    assert loader.load_model(path).parameterization == "eps"
 
 
 def tiny_families():
@@ -126,13 +126,13 @@ def tiny_families():
             "x4-upscaling": "tiny-x4"}
     return tuple(dataclasses.replace(f, config=str(tiny_config_path(tiny[f.config])) if f.config in tiny else f.config,
                                      v_config=str(tiny_config_path(tiny[f.v_config])) if f.v_config else None)
-                 for f in sd_detect.FAMILIES)
+                 for f in detect.FAMILIES)
 
 
 @pytest.mark.parametrize("name", ["tiny-v1", "tiny-v1-inpainting", "tiny-v2-depth", "tiny-x4"])
 def test_detection_recognises_tiny_models(name):
     sd = make_tiny_model(name).state_dict()
-    assert sd_detect.detect(sd, tiny_families()).config == str(tiny_config_path(name))
+    assert detect.detect(sd, tiny_families()).config == str(tiny_config_path(name))
 
 
 @pytest.mark.parametrize("bias, parameterization", [(3.0, "eps"), (-3.0, "v")])
@@ -142,9 +142,9 @@ def test_v_probe_picks_the_config_for_v2(tmp_path, bias, parameterization):
     model = make_tiny_model("tiny-v2", seed=4)
     with torch.no_grad():
         model.model.diffusion_model.out[2].bias.fill_(bias)
-    assert sd_detect.is_v_prediction(model.model.diffusion_model, 32) == (parameterization == "v")
+    assert detect.is_v_prediction(model.model.diffusion_model, 32) == (parameterization == "v")
     path = save_checkpoint(model, tmp_path / "m.safetensors", torch.float32)
-    result = sd_models.load_checkpoint(path, families=tiny_families())
+    result = loader.load_checkpoint(path, families=tiny_families())
     assert result.model.parameterization == parameterization
     assert result.config.endswith("tiny-v2-v.yaml" if parameterization == "v" else "tiny-v2.yaml")
     assert torch.equal(result.model.model.diffusion_model.out[2].bias, model.model.diffusion_model.out[2].bias)
@@ -155,4 +155,4 @@ def test_v_probe_on_unmodified_tiny_models_is_consistent():
         unet = make_tiny_model(name, seed=0).model.diffusion_model
         with torch.no_grad():
             out = unet(torch.full((1, 4, 8, 8), 0.5), torch.tensor([999]), context=torch.full((1, 2, 32), 0.5))
-        assert sd_detect.is_v_prediction(unet, 32) == bool((out - 0.5).mean() < -1)
+        assert detect.is_v_prediction(unet, 32) == bool((out - 0.5).mean() < -1)

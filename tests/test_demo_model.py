@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from modules.jobs import Job
+from modules.models.loader import load_checkpoint
 from modules.options import Options
 from modules.processing import ProcessingEnv, StableDiffusionProcessingTxt2Img, process_images
-from modules.sd_models import load_checkpoint
 from modules.training import image_metrics
 from modules.training.export import DEMO_DIR
 

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from modules.jobs import Job
+from modules.models.loader import load_checkpoint
 from modules.options import Options
 from modules.processing import (
     ProcessingEnv,
@@ -16,7 +17,6 @@ from modules.processing import (
     StableDiffusionProcessingTxt2Img,
     process_images,
 )
-from modules.sd_models import load_checkpoint
 from modules.training import image_metrics
 from modules.training.export import DEMO_DIR
 

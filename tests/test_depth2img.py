@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from modules import depth2img as d2i
-from modules.hybrid_sampling import SamplingSettings
 from modules.infotext import parse_generation_parameters
+from modules.processing import depth2img as d2i
+from modules.processing.hybrid_sampling import SamplingSettings
 from tests.test_midas import tiny_midas
 from tests.tiny import make_tiny_model
 

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from modules.extensions import load_extensions
+from modules.plugins.manager import load_extensions
 from tests.api_support import make_context
 from tests.extensions_support import BROKEN, CALLBACKS, PROMPT_SUFFIX, write_extension
 
@@ -167,7 +167,8 @@ def test_install_refused_when_listening_unless_allowed(tmp_path):
 
 
 def test_preload_flags_use_the_same_discovery(tmp_path):
-    from modules import cmd_args, extension_preload
+    from modules import cmd_args
+    from modules.plugins import preload as extension_preload
     write_extension(tmp_path, "flags", {"preload.py": "def preload(parser):\n"
                                                       "    parser.add_argument('--my-ext-flag', default='x')\n"})
     parser = cmd_args.make_parser()

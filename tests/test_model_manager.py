@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from modules.model_manager import ModelManager
-from modules.sd_catalog import CheckpointCatalog, HashCache
-from modules.sd_models import load_checkpoint
-from modules.sd_vae import VaeCatalog
+from modules.models.catalog import CheckpointCatalog, HashCache
+from modules.models.loader import load_checkpoint
+from modules.models.manager import ModelManager
+from modules.models.vae import VaeCatalog
 from tests.tiny import make_tiny_model, tiny_config_path
 
 

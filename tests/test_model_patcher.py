@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from modules.ldm.attention import sdpa_attention
-from modules.model_patcher import ModelPatcher, apply_for_job, remove_for_job
+from modules.models.patcher import ModelPatcher, apply_for_job, remove_for_job
 from tests.tiny import make_tiny_model
 
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from modules.jobs import Job
 from modules.options import Options
 from modules.processing import ProcessingEnv, StableDiffusionProcessingTxt2Img, process_images
-from modules.processing_vae import run_tiled
+from modules.processing.vae import run_tiled
 from tests.tiny import make_tiny_model
 
 

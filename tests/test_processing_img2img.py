@@ -8,12 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from modules import processing_vae as vae
 from modules.jobs import Job
 from modules.options import Options
-from modules.processing import ProcessingEnv, StableDiffusionProcessingImg2Img, process_images
-from modules.processing_img2img import resize_image
-from modules.processing_inpaint import inpainting_image_conditioning
+from modules.processing import ProcessingEnv, StableDiffusionProcessingImg2Img, process_images, vae
+from modules.processing.img2img import resize_image
+from modules.processing.inpaint import inpainting_image_conditioning
 from tests.tiny import make_tiny_model
 
 BLUR = 4

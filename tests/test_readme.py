@@ -26,7 +26,7 @@ def test_readme_python_api_example_runs_on_a_tiny_model():
     """The README's process_images example, as written, on a tiny model."""
     from modules.options import Options
     from modules.processing import process_images
-    from modules.processing_types import ProcessingEnv, StableDiffusionProcessingTxt2Img
+    from modules.processing.objects import ProcessingEnv, StableDiffusionProcessingTxt2Img
     from tests.tiny import make_tiny_model
 
     model = make_tiny_model("tiny-v1")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from modules import rng, rng_philox
+from modules.sampling import rng, rng_philox
 
 # Random123's tests/kat_vectors, the three "philox4x32 10" lines (github.com/DEShawResearch/random123):
 # counter (4 words), key (2 words) -> expected output (4 words).

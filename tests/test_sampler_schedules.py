@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from modules import infotext, samplers
-from modules.sampler_schedules import AYS_SD15, find_scheduler
+from modules import infotext
+from modules.sampling import samplers
+from modules.sampling.schedules import AYS_SD15, find_scheduler
 from tests.test_processing import arr, make_env, txt2img
 from tests.tiny import make_tiny_model
 
@@ -109,9 +110,9 @@ def test_unknown_schedule_names_the_new_ones():
 def test_depth2img_reads_and_records_the_schedule_settings():
     from PIL import Image
 
-    from modules import depth2img
-    from modules.hybrid_sampling import SamplingSettings
     from modules.options import Options
+    from modules.processing import depth2img
+    from modules.processing.hybrid_sampling import SamplingSettings
 
     model = make_tiny_model("tiny-v2-depth")
     image = Image.new("RGB", (64, 64), (120, 60, 30))

@@ -6,10 +6,10 @@ import torch
 from k_diffusion import external as k_external
 from k_diffusion import sampling as k_sampling
 
-from modules import rng, samplers
-from modules.cfg_denoiser import CFGDenoiser, CFGHooks
 from modules.cond_schedule import MultiCond, ScheduledCond
-from modules.sampler_schedules import find_scheduler
+from modules.sampling import rng, samplers
+from modules.sampling.cfg_denoiser import CFGDenoiser, CFGHooks
+from modules.sampling.schedules import find_scheduler
 from tests.gaussian_model import GaussianDataModel
 
 MU, S = 0.3, 0.5

@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from modules import samplers
-from modules.cfg_denoiser import (
+from modules.cond_schedule import MultiCond, ScheduledCond
+from modules.sampling import samplers
+from modules.sampling.cfg_denoiser import (
     NAN_MESSAGE,
     CFGDenoiser,
     CFGHooks,
@@ -12,7 +13,6 @@ from modules.cfg_denoiser import (
     SamplingInterrupted,
     schedule_steps,
 )
-from modules.cond_schedule import MultiCond, ScheduledCond
 from tests.gaussian_model import GaussianDataModel
 
 MU, S = 0.3, 0.5

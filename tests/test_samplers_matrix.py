@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from modules import rng, samplers
-from modules.cfg_denoiser import CFGDenoiser
-from modules.sampler_schedules import SCHEDULERS
+from modules.sampling import rng, samplers
+from modules.sampling.cfg_denoiser import CFGDenoiser
+from modules.sampling.schedules import SCHEDULERS
 from tests.gaussian_model import GaussianDataModel
 from tests.test_samplers import MU, SEEDS, S, empty_conds
 

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from modules import processing, startup
-from modules import processing_types as pt
-from modules.extensions import load_extensions
-from modules.script_runner import ScriptError
+from modules.plugins.manager import load_extensions
+from modules.plugins.runner import ScriptError
+from modules.processing import objects as pt
 from tests.api_support import b64_image, make_context, make_data_dir
 from tests.extensions_support import BROKEN, PROMPT_SUFFIX, REPEAT_SEEDS, write_extension
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from modules.extensions import load_extensions
+from modules.plugins.manager import load_extensions
 from tests.api_support import make_context, make_data_dir
 from tests.extensions_support import BROKEN, CALLBACKS, PROMPT_SUFFIX, REPEAT_SEEDS, write_extension
 from tests.live_server import LiveServer

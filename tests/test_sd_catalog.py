@@ -3,8 +3,8 @@ import hashlib
 import json
 import os
 
-from modules.sd_catalog import CheckpointCatalog, HashCache, sha256_file
-from modules.sd_vae import VaeCatalog
+from modules.models.catalog import CheckpointCatalog, HashCache, sha256_file
+from modules.models.vae import VaeCatalog
 
 
 class CountingHasher:

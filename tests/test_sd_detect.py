@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from modules import sd_detect
+from modules.models import detect
 from tests.shared_data import MANIFESTS  # noqa: E402
 
 
@@ -26,7 +26,7 @@ def manifest_state_dict(config: str) -> dict[str, torch.Tensor]:
     ("x4-upscaling", "x4-upscaling"),
 ])
 def test_each_official_layout_detected(config, expected):
-    detection = sd_detect.detect(manifest_state_dict(config))
+    detection = detect.detect(manifest_state_dict(config))
     assert detection.config == expected
     assert (detection.v_config == "v2-inference-v") == (expected == "v2-inference")
 
@@ -34,14 +34,14 @@ def test_each_official_layout_detected(config, expected):
 def test_detection_without_text_encoder_uses_unet_layout():
     for config, expected in [("v1-inference", "v1-inference"), ("v2-inpainting-inference", "v2-inpainting-inference")]:
         sd = {k: v for k, v in manifest_state_dict(config).items() if not k.startswith("cond_stage_model.")}
-        assert sd_detect.detect(sd).config == expected
+        assert detect.detect(sd).config == expected
 
 
 def test_extra_ema_keys_do_not_confuse_detection():
     sd = manifest_state_dict("v1-inference")
     sd["model_ema.decay"] = torch.empty((), device="meta")
     sd["model_ema.diffusion_modeltime_embed0weight"] = torch.empty(1280, 320, device="meta")
-    assert sd_detect.detect(sd).config == "v1-inference"
+    assert detect.detect(sd).config == "v1-inference"
 
 
 def sdxl_like() -> dict[str, tuple]:
@@ -65,29 +65,29 @@ def sdxl_like() -> dict[str, tuple]:
 ])
 def test_unsupported_layouts_get_a_clear_message(shapes, looks_like):
     with pytest.raises(ValueError, match=f"not supported yet: this looks like {looks_like}"):
-        sd_detect.detect(shapes)
+        detect.detect(shapes)
 
 
 def test_sdxl_with_real_tensors_not_half_matched_as_v2():
     sd = {k: torch.empty(s, device="meta") for k, s in sdxl_like().items()}
     sd.update(manifest_state_dict("v2-inference"))  # even with v2-looking parts present
     with pytest.raises(ValueError, match="SDXL"):
-        sd_detect.detect(sd)
+        detect.detect(sd)
 
 
 def test_unknown_layout_message_names_keys():
     with pytest.raises(ValueError, match="not supported yet.*first keys: foo.weight"):
-        sd_detect.detect({"foo.weight": (3, 3)})
+        detect.detect({"foo.weight": (3, 3)})
 
 
 def test_yaml_beside_checkpoint(tmp_path):
     ckpt = tmp_path / "model.safetensors"
     ckpt.write_bytes(b"")
-    assert sd_detect.yaml_beside(ckpt) is None
+    assert detect.yaml_beside(ckpt) is None
     (tmp_path / "model.yaml").write_text("model: {}")
-    assert sd_detect.yaml_beside(ckpt) == tmp_path / "model.yaml"
+    assert detect.yaml_beside(ckpt) == tmp_path / "model.yaml"
 
 
 def test_context_width_from_weights():
-    assert sd_detect.context_width(sd_detect.shapes_of(manifest_state_dict("v1-inference"))) == 768
-    assert sd_detect.context_width(sd_detect.shapes_of(manifest_state_dict("v2-inference"))) == 1024
+    assert detect.context_width(detect.shapes_of(manifest_state_dict("v1-inference"))) == 768
+    assert detect.context_width(detect.shapes_of(manifest_state_dict("v2-inference"))) == 1024

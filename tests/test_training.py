@@ -156,7 +156,7 @@ def test_image_metrics_read_the_rendered_scene():
 
 def test_export_round_trips_through_the_app_loader(tmp_path):
     from modules.ldm.config import load_config
-    from modules.sd_models import load_checkpoint
+    from modules.models.loader import load_checkpoint
     from modules.training.export import SCHEDULE_BUFFERS, export
     from tests.tiny import tiny_config_path
 

@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 from modules import upscalers
-from modules.hybrid_sampling import SamplingSettings
-from modules.upscaler_x4 import X4Settings
+from modules.processing.hybrid_sampling import SamplingSettings
+from modules.processing.upscaler_x4 import X4Settings
 from tests.tiny import make_tiny_model
 
 

@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from modules.hybrid_sampling import SamplingSettings
 from modules.ldm.config import build_from_config
 from modules.ldm.latent_diffusion import LatentUpscaleDiffusion
-from modules.upscaler_x4 import X4Settings, upscale_x4
+from modules.processing.hybrid_sampling import SamplingSettings
+from modules.processing.upscaler_x4 import X4Settings, upscale_x4
 from tests.shared_data import MANIFESTS  # noqa: E402
 from tests.tiny import make_tiny_model
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from modules import processing, startup
-from modules import processing_types as pt
-from modules.extensions import load_extensions
+from modules.plugins.manager import load_extensions
+from modules.processing import objects as pt
 from tests.api_support import make_context, make_data_dir
 
 

@@ -73,8 +73,8 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         parser = cmd_args.make_parser()
-        from modules import extension_preload
-        extension_preload.add_flags(parser, argv)
+        from modules.plugins import preload
+        preload.add_flags(parser, argv)
         args = cmd_args.parse_args(argv, parser)
         ctx = create_context(args)
     except (cmd_args.ArgumentError, PermissionError) as e:

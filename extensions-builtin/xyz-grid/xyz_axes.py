@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from modules import sampler_schedules, samplers, shared
+from modules import shared
+from modules.sampling import samplers, schedules
 
 RANGE = re.compile(r"^\s*([+-]?[\d.]+)\s*-\s*([+-]?[\d.]+)(?:\s*\(([+-]?[\d.]+)\s*\)|\s*\[(\d+)\s*\])?\s*$")
 
@@ -68,7 +69,7 @@ def _sampler(name: str) -> str:
 
 
 def _schedule(name: str) -> str:
-    return sampler_schedules.find_scheduler(name).label
+    return schedules.find_scheduler(name).label
 
 
 def _size(value: str) -> tuple[int, int]:
@@ -139,7 +140,7 @@ AXES = [
     Axis("CFG Scale", lambda t: parse_numbers(t, float), _set("cfg_scale")),
     Axis("Sampler", _strings(_sampler), _set("sampler_name"), choices=lambda: [s.name for s in samplers.SAMPLERS]),
     Axis("Schedule type", _strings(_schedule), _set("scheduler"),
-         choices=lambda: [s.label for s in sampler_schedules.SCHEDULERS]),
+         choices=lambda: [s.label for s in schedules.SCHEDULERS]),
     Axis("Checkpoint name", _strings(_checkpoint), _apply_checkpoint, lambda v: v.split(" [")[0],
          choices=lambda: shared.models.catalog.titles()),
     Axis("Prompt S/R", _prompt_sr, _apply_prompt_sr, lambda v: v[1]),

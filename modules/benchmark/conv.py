@@ -30,7 +30,7 @@ def _time_ms(fn, repeat: int) -> float:
 def unet_conv_shapes(config: str, size: int, batch: int) -> dict:
     """{(input shape, weight shape, stride, padding): (a layer, calls)} for one UNet call on
     [batch, C, size, size] latents; layers of the same shapes are one case."""
-    from modules.sd_models import build_model
+    from modules.models.loader import build_model
 
     unet = build_model(config, device="meta").model.diffusion_model
     cases: dict = {}

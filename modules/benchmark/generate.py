@@ -81,12 +81,11 @@ def _since(start: tuple[float, float]) -> tuple[float, float]:
 
 
 def run_ours(path: str, size: int, steps: int, device: str, bf16: bool = False) -> dict:
-    from modules import processing_vae as vae
     from modules.devices import dtype_policy
     from modules.jobs import Job
+    from modules.models.loader import load_model
     from modules.options import Options
-    from modules.processing import ProcessingEnv, StableDiffusionProcessingTxt2Img, process_images
-    from modules.sd_models import load_model
+    from modules.processing import ProcessingEnv, StableDiffusionProcessingTxt2Img, process_images, vae
 
     policy = dtype_policy(device, bf16=bf16)
     model = load_model(path, device=device, dtype=policy.dtype_unet, dtype_vae=policy.dtype_vae)

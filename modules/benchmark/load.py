@@ -37,7 +37,7 @@ CHUNK = 1 << 24  # elements generated at a time while writing
 
 def write_random_checkpoint(path: Path, config: str = "v1-inference") -> int:
     """fp16 weights, real schedules and position_ids, in the original key order; returns its size."""
-    from modules.sd_models import build_model
+    from modules.models.loader import build_model
 
     model = build_model(config, device="meta", dtype=torch.float16)
     entries, header, offset = [], {}, 0
@@ -92,7 +92,7 @@ def peak_rss() -> int:
 def child(task: str, path: Path) -> dict:
     """Runs in the subprocess: the timed part only (imports done before the clock starts)."""
     torch.set_num_threads(1)
-    from modules.sd_models import load_checkpoint
+    from modules.models.loader import load_checkpoint
 
     baseline = peak_rss()
     start = time.perf_counter()

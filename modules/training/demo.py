@@ -29,7 +29,13 @@ import torch
 
 from .export import export
 from .train_autoencoder import AutoencoderTraining, init_low_logvar, latent_scale_factor, train_autoencoder
-from .train_diffusion import DiffusionTraining, diffusion_trainer, ema_state_dict, swapped_in_ema, train_diffusion
+from .train_diffusion import (
+    DiffusionTraining,
+    diffusion_trainer,
+    ema_state_dict,
+    swapped_in_ema,
+    train_diffusion,
+)
 from .train_inpaint import EXTRA_CHANNELS, inpainting_conditioning, inpainting_unet_state, random_masks
 from .trainer import Trainer
 

@@ -6,14 +6,14 @@ that order (LatentInpaintDiffusion's c_concat) - whose weights start at zero, so
 from the txt2img model's behaviour; then the model trains on random masks, a quarter of them
 covering everything (so it still does txt2img). The masked image has the masked pixels set to 0
 (grey in [-1, 1]) and is encoded with the posterior mode, exactly as the app builds it at inference
-(modules.processing_inpaint.masked_image_conditioning, shared with it).
+(modules.processing.inpaint.masked_image_conditioning, shared with it).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from modules.processing_inpaint import masked_image_conditioning
+from modules.processing.inpaint import masked_image_conditioning
 
 FIRST_CONV = "input_blocks.0.0.weight"
 EXTRA_CHANNELS = 5  # mask + masked-image latent

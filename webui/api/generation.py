@@ -209,7 +209,7 @@ def info_json(processed, inpainting: bool = False) -> str:
 
 
 def _version() -> str:
-    from modules.processing_infotext import VERSION
+    from modules.processing.infotext import VERSION
     return VERSION
 
 

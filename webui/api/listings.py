@@ -11,10 +11,11 @@ import os
 from pathlib import Path
 
 from modules.context import AppContext
+from modules.processing import hires
 
 
 def samplers() -> list[dict]:
-    from modules.samplers import SAMPLERS
+    from modules.sampling.samplers import SAMPLERS
 
     out = []
     for s in SAMPLERS:
@@ -27,7 +28,7 @@ def samplers() -> list[dict]:
 
 
 def schedulers() -> list[dict]:
-    from modules.sampler_schedules import SCHEDULERS
+    from modules.sampling.schedules import SCHEDULERS
 
     out = []
     for s in SCHEDULERS:
@@ -40,18 +41,13 @@ def schedulers() -> list[dict]:
     return out
 
 
-def _hires():
-    from modules import processing_hires
-    return processing_hires
-
-
 def latent_upscale_modes() -> list[dict]:
-    return [{"name": name} for name in _hires().LATENT_UPSCALE_MODES]
+    return [{"name": name} for name in hires.LATENT_UPSCALE_MODES]
 
 
 def upscaler_names(ctx: AppContext) -> list[str]:
     """Everything hr_upscaler / upscaler_1 accept: latent modes, None/Lanczos/Nearest, model upscalers."""
-    return _hires().upscaler_names(_extra_upscalers(ctx))
+    return hires.upscaler_names(_extra_upscalers(ctx))
 
 
 def _extra_upscalers(ctx: AppContext) -> dict:

@@ -18,8 +18,8 @@ def sampler_and_scheduler(sampler: str | None, scheduler: str | None, sampler_fi
                           scheduler_field: str = "scheduler") -> tuple[str, str]:
     """A1111's matching: case-insensitive names and aliases, "automatic", and old combined names
     such as "DPM++ 2M Karras". Returns (sampler name, schedule label)."""
-    from modules.sampler_schedules import find_scheduler
-    from modules.samplers import resolve_sampler_and_scheduler
+    from modules.sampling.samplers import resolve_sampler_and_scheduler
+    from modules.sampling.schedules import find_scheduler
 
     try:
         find_scheduler(scheduler)

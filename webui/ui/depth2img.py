@@ -14,9 +14,10 @@ from webui.ui.components import UploadImage
 
 def run(ctx: AppContext, image, depth_map, prompt, negative, sampler_name, scheduler, steps, cfg_scale,
         denoising, seed, batch_size, job):
-    from modules import depth2img, startup
+    from modules import startup
     from modules.conditioning import PromptEncoder
-    from modules.hybrid_sampling import SamplingSettings
+    from modules.processing import depth2img
+    from modules.processing.hybrid_sampling import SamplingSettings
 
     loaded = startup.current_model(ctx)
     settings = SamplingSettings(prompt=prompt or "", negative_prompt=negative or "", steps=int(steps),

@@ -9,7 +9,7 @@ import time
 import gradio as gr
 
 from modules.context import AppContext
-from modules.processing_types import INPAINTING_FILL, RESIZE_MODES
+from modules.processing.objects import INPAINTING_FILL, RESIZE_MODES
 from webui.ui import image_inputs, tab_common, widgets
 from webui.ui.components import UploadImage, UploadImageEditor
 

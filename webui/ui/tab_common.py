@@ -68,7 +68,7 @@ def clean_request(ctx: AppContext, request: dict) -> dict:
 
 
 def make_processing(ctx: AppContext, kind: str, request: dict):
-    from modules import processing_types as pt
+    from modules.processing import objects as pt
     cls = pt.StableDiffusionProcessingTxt2Img if kind == "txt2img" else pt.StableDiffusionProcessingImg2Img
     return cls(**clean_request(ctx, request))
 
@@ -76,7 +76,7 @@ def make_processing(ctx: AppContext, kind: str, request: dict):
 def generate(ctx: AppContext, ui, kind: str, request: dict, script_values: list, result: widgets.ResultPanel, t0):
     """The Gradio generator behind Generate: yields updates for the result panel."""
     from modules import processing, startup
-    from modules.processing_types import ProcessingEnv
+    from modules.processing.objects import ProcessingEnv
 
     p = make_processing(ctx, kind, request)
 

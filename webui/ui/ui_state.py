@@ -30,9 +30,9 @@ class UiState:
 
     @classmethod
     def from_context(cls, ctx: AppContext) -> "UiState":
-        from modules.processing_hires import upscaler_names
-        from modules.sampler_schedules import SCHEDULERS
-        from modules.samplers import SAMPLERS
+        from modules.processing.hires import upscaler_names
+        from modules.sampling.samplers import SAMPLERS
+        from modules.sampling.schedules import SCHEDULERS
         tmp = Path(tempfile.gettempdir()) / "sdwebui"
         tmp.mkdir(exist_ok=True)
         scripts = ctx.services.get("scripts")

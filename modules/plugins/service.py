@@ -5,7 +5,7 @@
   Gradio Blocks (the callbacks build their own Blocks), then call render() inside a gr.Tab;
 - `css()` / `javascript()`: the extensions' style.css and javascript/*.js for the page;
 - `app_started(demo, app)`, `infotext_pasted(infotext, params)`, `unload()`: the remaining callbacks;
-- `set_ui_sandbox(factory)`: the front end's "build components off-page" context (see script_runner).
+- `set_ui_sandbox(factory)`: the front end's "build components off-page" context (see plugins.runner).
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+from modules.plugins.runner import ScriptRunner
 from modules.script_callbacks import CallbackRegistry
-from modules.script_runner import ScriptRunner
 from modules.scripts import ScriptClass
 
 log = logging.getLogger("sdwebui.extensions")

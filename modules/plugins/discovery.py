@@ -17,7 +17,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modules import extensions_git, extensions_install
+from modules.plugins import git
+from modules.plugins import install as extensions_install
 
 log = logging.getLogger("sdwebui.extensions")
 
@@ -73,7 +74,7 @@ class Extension:
         return self.metadata.name if self.metadata else self.name.lower()
 
     def read_git_info(self) -> None:
-        gi = extensions_git.info(self.path)
+        gi = git.info(self.path)
         self.remote, self.branch, self.commit_hash, self.commit_date = (gi.remote, gi.branch, gi.commit_hash,
                                                                          gi.commit_date)
         self.version = gi.commit_hash[:8]

@@ -1,7 +1,7 @@
 """Sampler registry over k-diffusion, sigma schedules, and the sampling entry points.
 
 A sampler is a k-diffusion function `sample_x(model, x, sigmas, extra_args, callback, disable, ...)`
-(plus DDIM and LCM written the same way in sampler_functions). `model` is any callable
+(plus DDIM and LCM written the same way in sampling.functions). `model` is any callable
 `(x, sigma, **extra_args) -> denoised`: usually a CFGDenoiser around `make_denoiser(ldm)`.
 
 txt2img:  sigmas = get_sigmas(info, steps, denoiser, scheduler)
@@ -20,9 +20,9 @@ import torch
 from k_diffusion import external as k_external
 from k_diffusion import sampling as k_sampling
 
-from modules import sampler_functions
-from modules.cfg_denoiser import SamplingInterrupted
-from modules.sampler_schedules import SCHEDULERS, Scheduler, build_sigmas, find_scheduler, option_kwargs
+from modules.sampling import functions
+from modules.sampling.cfg_denoiser import SamplingInterrupted
+from modules.sampling.schedules import SCHEDULERS, Scheduler, build_sigmas, find_scheduler, option_kwargs
 
 
 @dataclass(frozen=True)
@@ -68,9 +68,9 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
        discard_next_to_last_sigma=True, uses_ensd=True, second_order=True),
     _k("DPM fast", "sample_dpm_fast", ["k_dpm_fast"], uses_ensd=True),
     _k("DPM adaptive", "sample_dpm_adaptive", ["k_dpm_ad"], uses_ensd=True),
-    SamplerInfo("DDIM", sampler_functions.sample_ddim, ("ddim",), scheduler="ddim", eta_default=0.0,
+    SamplerInfo("DDIM", functions.sample_ddim, ("ddim",), scheduler="ddim", eta_default=0.0,
                 uses_ensd=True),
-    SamplerInfo("LCM", sampler_functions.sample_lcm, ("k_lcm", "lcm"), scheduler="sgm_uniform"),
+    SamplerInfo("LCM", functions.sample_lcm, ("k_lcm", "lcm"), scheduler="sgm_uniform"),
 )
 
 _BY_KEY: dict[str, SamplerInfo] = {}
@@ -137,7 +137,7 @@ def schedule_settings(info: SamplerInfo, scheduler: str | Scheduler | None, opts
 def get_sigmas(info: SamplerInfo, steps: int, denoiser, scheduler: str | Scheduler | None = None,
                always_discard_next_to_last_sigma: bool = False, **options) -> torch.Tensor:
     """`steps` + 1 sigmas for this sampler and schedule type, from the denoiser's discrete schedule;
-    `options`: the schedule's own settings (sampler_schedules.option_kwargs)."""
+    `options`: the schedule's own settings (schedules.option_kwargs)."""
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     found = concrete_scheduler(info, scheduler)

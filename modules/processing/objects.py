@@ -13,8 +13,8 @@ js(), index_of_first_image, comments); create_infotext(p, all_prompts, all_seeds
 comments, iteration, position_in_batch); fix_seed(p). Not supported: refiner, instruct-pix2pix
 image CFG (stored and reported only), face restoration, color correction, soft inpainting.
 
-The pipelines themselves live in processing.py (the loop), processing_txt2img.py,
-processing_img2img.py, processing_inpaint.py, processing_hires.py and processing_vae.py.
+The pipelines themselves live beside this file: pipeline.py (the loop), txt2img.py, img2img.py,
+inpaint.py, hires.py and vae.py.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from modules.cfg_denoiser import CFGHooks
+from modules.sampling.cfg_denoiser import CFGHooks
 
 
 class ScriptHooks:
@@ -75,7 +75,7 @@ class ProcessingEnv:
     opts: modules.options.Options. job: modules.jobs.Job (progress, interrupt/skip) or None.
     data_dir: relative output folders (opts.outdir_*) are under it. conditioner: callable
     `(model, opts) -> encoder` with `.multicond(prompts, steps, hires_steps=None)` and
-    `.scheduled(prompts, steps, hires_steps=None)` (see processing_prompts). styles: object with
+    `.scheduled(prompts, steps, hires_steps=None)` (see processing.prompts). styles: object with
     `apply_styles_to_prompt(prompt, names)` / `apply_negative_styles_to_prompt`. extra_networks:
     callable `(model, prompts) -> (prompts without <lora:...> tags, context manager for the job)`.
     upscalers: name -> `fn(PIL image, width, height) -> PIL image` besides the built-in Lanczos/Nearest.
@@ -174,7 +174,7 @@ class StableDiffusionProcessing:
     comments: dict = field(default_factory=dict)
     warnings: list = _list()
     sampler: Any = None          # samplers.SamplerInfo of the run
-    scheduler_info: Any = None   # sampler_schedules.Scheduler of the run
+    scheduler_info: Any = None   # sampling.schedules.Scheduler of the run
     is_hr_pass: bool = False
     image_conditioning: Any = None
     job_timestamp: str = ""

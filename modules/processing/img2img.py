@@ -10,9 +10,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from modules import processing_inpaint as inpaint
-from modules import processing_vae as vae
-from modules.processing_sample import SamplingPass, make_rng, model_device, run_pass
+from modules.processing import inpaint, vae
+from modules.processing.sample import SamplingPass, make_rng, model_device, run_pass
 
 RESIZE_JUST, RESIZE_CROP, RESIZE_FILL, RESIZE_LATENT = 0, 1, 2, 3
 HYBRID_CHANNELS = {5: "inpainting", 1: "depth", 3: "x4 upscaler"}

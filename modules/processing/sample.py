@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from modules import samplers
-from modules.cfg_denoiser import CFGDenoiser, LatentBlend, schedule_steps
-from modules.rng import ImageRNG
-from modules.sampler_schedules import Scheduler
+from modules.sampling import samplers
+from modules.sampling.cfg_denoiser import CFGDenoiser, LatentBlend, schedule_steps
+from modules.sampling.rng import ImageRNG
+from modules.sampling.schedules import Scheduler
 
 
 @dataclass

@@ -12,10 +12,10 @@ from typing import Any, Optional
 
 import torch
 
-from modules import samplers
-from modules.cfg_denoiser import CFGDenoiser
 from modules.conditioning import PromptEncoder
-from modules.rng import ImageRNG
+from modules.sampling import samplers
+from modules.sampling.cfg_denoiser import CFGDenoiser
+from modules.sampling.rng import ImageRNG
 
 
 @dataclass

@@ -8,7 +8,7 @@ The front end builds the controls (webui/ui/scripts_ui.py calls `ui()` inside it
 them to `set_controls`); for the API without a built UI, `describe()` builds them once inside
 `ui_sandbox()` (a context manager the front end injects) to learn the defaults.
 
-The runner is the `p.scripts` object process_images calls (processing_types.ScriptHooks): every hook
+The runner is the `p.scripts` object process_images calls (processing.objects.ScriptHooks): every hook
 calls the AlwaysVisible scripts' hooks, each isolated through the callback registry.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import logging
 import threading
 from typing import Any, Callable
 
-from modules import model_patcher
+from modules.models import patcher
 from modules.script_callbacks import CallbackRegistry
 from modules.scripts import AlwaysVisible, Script, ScriptClass
 
@@ -168,7 +168,7 @@ class ScriptRunner:
     def run(self, p, *args):
         """A1111's ScriptRunner.run: args[0] picks the dropdown script (1-based; 0 = none)."""
         self.describe()
-        model_patcher.remove_stale(self)  # a previous job that failed may have left patches on
+        patcher.remove_stale(self)  # a previous job that failed may have left patches on
         p.scripts, p.script_args = self, list(args)
         self.setup(p)
         index = int(args[0]) if args and args[0] else 0
@@ -206,7 +206,7 @@ class ScriptRunner:
             self.registry.guarded(self.scope_of(script), f"{_title(script)} {hook}()", fn, p, *lead,
                                   *positional, **named, **kwargs)
 
-    # -- the hook points process_images calls (processing_types.ScriptHooks) ----------------------
+    # -- the hook points process_images calls (processing.objects.ScriptHooks) ----------------------
     def setup(self, p) -> None:
         if not getattr(p, "_scripts_set_up", False):
             p._scripts_set_up = True
@@ -236,5 +236,5 @@ class ScriptRunner:
         self.close(p)
 
     def close(self, p) -> None:
-        """Take off every model patch scripts applied for this job (model_patcher.apply_for_job)."""
-        model_patcher.remove_for_job(p, self)
+        """Take off every model patch scripts applied for this job (patcher.apply_for_job)."""
+        patcher.remove_for_job(p, self)

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from modules import processing_hires as hires
-from modules import processing_vae as vae
-from modules import samplers
-from modules.processing_img2img import extra_channels, hybrid_model_error, image_conditioning
-from modules.processing_sample import SamplingPass, make_rng, model_device, run_pass
+from modules.processing import hires, vae
+from modules.processing.img2img import extra_channels, hybrid_model_error, image_conditioning
+from modules.processing.sample import SamplingPass, make_rng, model_device, run_pass
+from modules.sampling import samplers
 
 DEFAULT_HR_DENOISING = 0.7
 

@@ -2,11 +2,11 @@
 
 The loop of A1111's process_images, with its hook points for scripts: for each of n_iter batches,
 prompts -> conditioning -> noise -> sampler -> VAE decode -> postprocess -> infotext -> save. What
-the job needs is on `p.env` (processing_types.ProcessingEnv); nothing is global, so two jobs with
+the job needs is on `p.env` (processing.objects.ProcessingEnv); nothing is global, so two jobs with
 different settings never leak into each other.
 
-Pieces: processing_types (request/result), processing_prompts, processing_sample (one pass),
-processing_txt2img (+ hires fix), processing_img2img (+ processing_inpaint), processing_vae.
+Pieces (this package): objects (request/result), prompts, sample (one pass), txt2img (+ hires
+fix), img2img (+ inpaint), vae.
 """
 from __future__ import annotations
 
@@ -15,23 +15,12 @@ from pathlib import Path
 
 import torch
 
-from modules import processing_vae as vae
-from modules import rng, samplers
 from modules.devices import OutOfMemory, free_memory
-from modules.processing_img2img import init_img2img, sample_img2img
-from modules.processing_infotext import generation_params
-from modules.processing_inpaint import apply_overlay
-from modules.processing_prompts import (
-    CondCache,
-    activate_extra_networks,
-    get_conds,
-    make_encoder,
-    note_extra_params,
-    setup_prompts,
-)
-from modules.processing_sample import cond_schedule_steps, steps_to_run
-from modules.processing_txt2img import hr_steps, init_txt2img, sample_txt2img
-from modules.processing_types import (  # noqa: F401  (A1111's names, re-exported for extensions)
+from modules.processing import vae
+from modules.processing.img2img import init_img2img, sample_img2img
+from modules.processing.infotext import generation_params
+from modules.processing.inpaint import apply_overlay
+from modules.processing.objects import (  # noqa: F401  (A1111's names, re-exported for extensions)
     ImageSaveParams,
     PostprocessImageArgs,
     Processed,
@@ -41,6 +30,17 @@ from modules.processing_types import (  # noqa: F401  (A1111's names, re-exporte
     StableDiffusionProcessingImg2Img,
     StableDiffusionProcessingTxt2Img,
 )
+from modules.processing.prompts import (
+    CondCache,
+    activate_extra_networks,
+    get_conds,
+    make_encoder,
+    note_extra_params,
+    setup_prompts,
+)
+from modules.processing.sample import cond_schedule_steps, steps_to_run
+from modules.processing.txt2img import hr_steps, init_txt2img, sample_txt2img
+from modules.sampling import rng, samplers
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from modules import infotext, rng
-from modules import processing_vae as vae
-from modules.hybrid_sampling import NoiseLevelConditioned, SamplingSettings, sample_hybrid
+from modules import infotext
+from modules.processing import vae
+from modules.processing.hybrid_sampling import NoiseLevelConditioned, SamplingSettings, sample_hybrid
+from modules.sampling import rng
 
 UNET_MULTIPLE = 8  # the x4 UNet downsamples 3 times: latent sides must be multiples of 8
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules.cfg_denoiser import NansError
+from modules.sampling.cfg_denoiser import NansError
 
 VAE_NAN_MESSAGE = ("the VAE produced NaNs: try --no-half-vae (half precision overflows in some VAEs), "
                    "or another VAE")

@@ -5,8 +5,8 @@ the "parameters" text (prompt, "Negative prompt:" line, "key: value" pairs).
 """
 from __future__ import annotations
 
-from modules import samplers
-from modules.processing_sample import sampler_options
+from modules.processing.sample import sampler_options
+from modules.sampling import samplers
 
 VERSION = "v1.10.1"  # A1111's version string: tools that read infotexts check it
 

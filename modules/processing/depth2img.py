@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from modules import infotext, rng, samplers
-from modules import processing_vae as vae
-from modules.hybrid_sampling import SamplingSettings, sample_hybrid
+from modules import infotext
+from modules.processing import vae
+from modules.processing.hybrid_sampling import SamplingSettings, sample_hybrid
+from modules.sampling import rng, samplers
 
 MIDAS_SIZE = 384  # DPT-Hybrid's training resolution
 MIDAS_MULTIPLE = 32  # its input sides must be multiples of 32 (layer4 is /32)

@@ -10,8 +10,8 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from modules.extensions_discovery import discover_dirs
 from modules.paths import ROOT
+from modules.plugins.discovery import discover_dirs
 
 log = logging.getLogger("sdwebui.extensions")
 
