@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from modules.ldm.config import BUNDLED_CONFIGS, build_from_config, load_config
-from tests.shared_data import MANIFESTS  # noqa: E402
+from tests.manifests import MANIFESTS  # noqa: E402
 
 
 def read_manifest(name: str) -> dict:

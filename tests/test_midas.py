@@ -9,7 +9,7 @@ import torch
 
 from modules.ldm.config import build_from_config
 from modules.ldm.midas import MidasConfig, MiDaSInference, build_depth_model
-from tests.shared_data import MANIFESTS  # noqa: E402
+from tests.manifests import MANIFESTS  # noqa: E402
 
 MANIFEST = MANIFESTS / "v2-midas-inference.keys.tsv"
 TINY = dict(stem_chs=16, layers=(1, 1, 1), channels=(32, 64, 128), norm_groups=8, embed_dim=64, depth=4,
@@ -35,7 +35,6 @@ def _manifest(prefix: str) -> dict:
     return out
 
 
-@pytest.mark.skipif(not MANIFEST.is_file(), reason="manifests not available")
 def test_full_size_depth_model_matches_checkpoint_layout():
     model = build_from_config("v2-midas-inference", device="meta")
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items() if k.startswith("depth_model.")}

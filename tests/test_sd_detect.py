@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from modules.models import detect
-from tests.shared_data import MANIFESTS  # noqa: E402
+from tests.manifests import MANIFESTS  # noqa: E402
 
 
 def manifest_state_dict(config: str) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ from modules.ldm.config import build_from_config
 from modules.ldm.latent_diffusion import LatentUpscaleDiffusion
 from modules.processing.hybrid_sampling import SamplingSettings
 from modules.processing.upscaler_x4 import X4Settings, upscale_x4
-from tests.shared_data import MANIFESTS  # noqa: E402
+from tests.manifests import MANIFESTS  # noqa: E402
 from tests.tiny import make_tiny_model
 
 
@@ -34,7 +34,6 @@ def settings(**kw) -> X4Settings:
     return X4Settings(sampling=sampling, **kw)
 
 
-@pytest.mark.skipif(not MANIFESTS.is_dir(), reason="manifests not available")
 def test_full_size_x4_matches_checkpoint_layout():
     model = build_from_config("x4-upscaling", device="meta")
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
