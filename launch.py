@@ -21,11 +21,9 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / "venv"
 sys.path.insert(0, str(ROOT))
 
-from modules import (
-    cmd_args,  # noqa: E402  (stdlib only
-    process_env,  # noqa: E402  (stdlib only
-)
-from modules import requirements as reqs  # noqa: E402  (stdlib only
+# the venv may not exist yet: these modules use the standard library only
+from modules import cmd_args, process_env  # noqa: E402
+from modules import requirements as reqs  # noqa: E402
 
 
 def in_virtualenv() -> bool:

@@ -49,6 +49,8 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--embeddings-dir", type=Path, default=None, help="textual inversion folder (default embeddings/)")
     g.add_argument("--lora-dir", type=Path, default=None, help="LoRA folder (default models/Lora)")
     g.add_argument("--styles-file", type=Path, default=None, help="styles csv (default styles.csv in the data dir)")
+    g.add_argument("--allow-any-output-dir", action="store_true",
+                   help="let requests and the Settings tab set output folders outside the data dir")
 
     g = p.add_argument_group("device and precision")
     g.add_argument("--use-cpu", nargs="+", default=[], metavar="MODULE",

@@ -22,6 +22,7 @@ import torch
 
 from modules import prompt_parser
 from modules.cond_schedule import MultiCond, ScheduledCond
+from modules.jobs import JobInterrupted
 
 EMPHASIS_MODES = ("Original", "No norm", "Ignore", "None")
 ENCODE_BATCH = 8  # texts per text-encoder call: bounds activation memory for long schedules
@@ -66,6 +67,7 @@ class PromptEncoder:
         self.emphasis_used = False
         self._lines: dict[str, tuple[list[PromptChunk], int]] = {}
         self._schedules: dict[tuple, ScheduledCond] = {}
+        self.interrupt = None  # the job (anything with .interrupted): checked between chunks
 
     # ---- tokens -> chunks -------------------------------------------------------------------
 
@@ -107,6 +109,8 @@ class PromptEncoder:
         count = max(len(chunks) for chunks in batch_chunks)
         zs = []
         for i in range(count):
+            if self.interrupt is not None and self.interrupt.interrupted:
+                raise JobInterrupted(f"interrupted while encoding the prompt (chunk {i + 1} of {count})")
             column = [chunks[i] if i < len(chunks) else self.empty_chunk() for chunks in batch_chunks]
             zs.append(self._encode_chunks(column))
         return torch.cat(zs, dim=1)

@@ -6,14 +6,37 @@ from __future__ import annotations
 import argparse
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from modules import cmd_args
 from modules.jobs import JobQueue
 from modules.options import Options
 from modules.paths import Paths
+from modules.upscalers import UpscalerTable
+
+if TYPE_CHECKING:  # only for the annotations: the context must stay cheap to import
+    from modules.embeddings import EmbeddingDatabase
+    from modules.lora import LoraDatabase
+    from modules.plugins.service import ScriptsService
+    from modules.processing.objects import ProcessingCallbacks
+    from modules.styles import StyleDatabase
 
 log = logging.getLogger("sdwebui")
+
+
+@dataclass
+class Services:
+    """The engine parts jobs and front ends use besides models and settings; start-up fills them
+    (modules.startup.attach_services, the extension loader), tests may swap any of them."""
+
+    conditioner: Callable | None = None  # (model, opts) -> PromptEncoder (modules.conditioning)
+    styles: StyleDatabase | None = None
+    embeddings: EmbeddingDatabase | None = None
+    lora: LoraDatabase | None = None
+    extra_networks: Callable | None = None  # (model, prompts) -> (prompts, context manager)
+    upscalers: UpscalerTable = field(default_factory=UpscalerTable)  # image upscalers (Extras, hires fix)
+    scripts: ScriptsService | None = None  # the extensions' script runners, tabs, css/js
+    callbacks: ProcessingCallbacks | None = None  # script_callbacks a job calls
 
 
 @dataclass
@@ -25,7 +48,7 @@ class AppContext:
     # Filled in by the engine parts at start-up (kept generic here so this module stays small):
     models: Any = None          # modules.models.manager.ModelManager
     extensions: Any = None      # modules.plugins.manager.ExtensionManager
-    services: dict[str, Any] = field(default_factory=dict)
+    services: Services = field(default_factory=Services)
 
     @property
     def localhost_only(self) -> bool:

@@ -70,7 +70,9 @@ def dtype_policy(device: torch.device | str, no_half: bool = False, no_half_vae:
 
 def describe(policy: DevicePolicy) -> str:
     """One line for the start-up log: where the model runs, in which precision, and how to change it."""
-    name = lambda dt: str(dt).removeprefix("torch.")
+    def name(dt) -> str:
+        return str(dt).removeprefix("torch.")
+
     line = f"model on {policy.device}: UNet and text encoder {name(policy.dtype_unet)}, VAE {name(policy.dtype_vae)}"
     if policy.device.type == "cpu" and policy.dtype_unet == torch.float32 and cpu_has_native_bf16():
         line += " (this CPU runs bf16 natively: start with --bf16 for ~3x faster sampling)"

@@ -205,4 +205,22 @@ def to_request(params: dict) -> tuple[dict, dict]:
                 continue
             if value is not None:
                 out[name] = value
+    if "Hires upscale" in params or "Hires resize-1" in params or "Hires upscaler" in params:
+        fields["enable_hr"] = True  # A1111's paste rule for the hires checkbox
     return fields, settings
+
+
+def setting_texts(params: dict, settings: dict) -> list[str]:
+    """The "Override settings" entries of the web UI for settings taken from an infotext: the
+    infotext's own "Key: value" text of each (A1111 shows them that way)."""
+    return [f"{key}: {params[key]}" for key, (name, _) in OPTION_FIELDS.items() if name in settings and key in params]
+
+
+def override_settings_from_texts(texts: list[str]) -> dict:
+    """"Key: value" entries (as setting_texts makes them) -> override_settings."""
+    params = {}
+    for text in texts or []:
+        key, sep, value = str(text).partition(": ")
+        if sep:
+            params[key] = value
+    return to_request(params)[1]

@@ -157,4 +157,8 @@ class JobQueue:
 
 
 class JobCancelled(Exception):
-    pass
+    """The job was withdrawn from the queue before it started (its browser tab closed)."""
+
+
+class JobInterrupted(Exception):
+    """Interrupt reached a part of a job that has nothing to show yet (e.g. prompt encoding)."""

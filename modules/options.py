@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ class OptionInfo:
     default: Any
     label: str
     section: str
-    kind: str = "auto"              # auto (from default) | text | int | float | bool | choice | list
+    kind: str = "auto"              # auto (from default) | text | int | float | bool | choice | list | folder
     choices: tuple | None = None    # fixed choices; None = free or filled at run time (e.g. models)
     minimum: float | None = None
     maximum: float | None = None
@@ -47,26 +48,11 @@ class OptionInfo:
         """Return the value converted to the option's type, or raise OptionError naming the problem."""
         kind = self.value_kind()
         try:
-            if kind == "bool":
-                if not isinstance(value, bool):
-                    raise TypeError
-            elif kind == "int":
-                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                    raise TypeError
-                value = int(value)
-            elif kind == "float":
-                if isinstance(value, bool):
-                    raise TypeError
-                value = float(value)
-            elif kind == "list":
-                if not isinstance(value, (list, tuple)):
-                    raise TypeError
-                value = list(value)
-            elif kind in ("text", "choice"):
-                if not isinstance(value, str):
-                    raise TypeError
-        except (TypeError, ValueError):
-            raise OptionError(f"setting {key!r} must be {kind}, got {value!r}") from None
+            value = _convert(kind, value)
+        except (TypeError, ValueError, OverflowError):
+            raise OptionError(f"setting {key!r} must be {KIND_NAMES.get(kind, kind)}, got {value!r}") from None
+        if kind == "float" and not math.isfinite(value):
+            raise OptionError(f"setting {key!r} must be a finite number, got {value!r}")
         if self.minimum is not None and value < self.minimum or self.maximum is not None and value > self.maximum:
             raise OptionError(f"setting {key!r} must be between {self.minimum} and {self.maximum}, got {value!r}")
         if self.choices is not None:
@@ -74,6 +60,43 @@ class OptionInfo:
             if bad:
                 raise OptionError(f"setting {key!r} must be one of {list(self.choices)}, got {bad[0]!r}")
         return value
+
+
+def _convert(kind: str, value: Any) -> Any:
+    """value as the option kind's type; TypeError/ValueError when it is not one."""
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise TypeError
+    elif kind == "int":
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise TypeError
+        value = int(value)
+    elif kind == "float":
+        if isinstance(value, bool):
+            raise TypeError
+        value = float(value)
+    elif kind == "list":
+        if not isinstance(value, (list, tuple)):
+            raise TypeError
+        value = list(value)
+    elif kind in ("text", "choice", "folder"):
+        if not isinstance(value, str) or not is_valid_text(value):
+            raise TypeError
+    return value
+
+
+KIND_NAMES = {"int": "a whole number", "float": "a number", "bool": "true or false", "list": "a list",
+              "text": "text", "choice": "one of the choices", "folder": "a folder path"}
+
+
+def is_valid_text(text: str) -> bool:
+    """False for text that cannot be written as UTF-8 (a lone surrogate such as '\\ud800' from a
+    broken JSON client): it would fail later, in a file or an image's metadata."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _o(default, label, section, **kw) -> OptionInfo:
@@ -98,6 +121,8 @@ REGISTRY: dict[str, OptionInfo] = {
     "img2img_fix_steps": _o(False, "img2img: do exactly the specified number of steps", "sd"),
     "initial_noise_multiplier": _o(1.0, "Noise multiplier for img2img", "sd", minimum=0.0, maximum=1.5),
     "inpainting_mask_weight": _o(1.0, "Inpainting conditioning mask strength", "sd", minimum=0.0, maximum=1.0),
+    "disable_weights_auto_swap": _o(True, "When reading generation parameters from text (PNG Info, the API's "
+                                    "infotext), do not change the checkpoint", "sd"),
     "quicksettings_list": _o(["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"], "Quicksettings list",
                              "ui", restart=True),
     # Sampler parameters
@@ -130,12 +155,17 @@ REGISTRY: dict[str, OptionInfo] = {
     "jpeg_quality": _o(80, "Quality for saved jpeg and webp images", "saving", minimum=1, maximum=100),
     "save_to_dirs": _o(True, "Save images to a subdirectory", "saving"),
     "directories_filename_pattern": _o("[date]", "Directory name pattern", "saving", kind="text"),
-    "outdir_samples": _o("", "Output directory for images (overrides the ones below)", "paths", kind="text"),
-    "outdir_txt2img_samples": _o("outputs/txt2img-images", "Output directory for txt2img images", "paths"),
-    "outdir_img2img_samples": _o("outputs/img2img-images", "Output directory for img2img images", "paths"),
-    "outdir_extras_samples": _o("outputs/extras-images", "Output directory for images from extras", "paths"),
-    "outdir_txt2img_grids": _o("outputs/txt2img-grids", "Output directory for txt2img grids", "paths"),
-    "outdir_img2img_grids": _o("outputs/img2img-grids", "Output directory for img2img grids", "paths"),
+    "outdir_samples": _o("", "Output directory for images (overrides the ones below)", "paths", kind="folder"),
+    "outdir_txt2img_samples": _o("outputs/txt2img-images", "Output directory for txt2img images", "paths",
+                                 kind="folder"),
+    "outdir_img2img_samples": _o("outputs/img2img-images", "Output directory for img2img images", "paths",
+                                 kind="folder"),
+    "outdir_extras_samples": _o("outputs/extras-images", "Output directory for images from extras", "paths",
+                                kind="folder"),
+    "outdir_txt2img_grids": _o("outputs/txt2img-grids", "Output directory for txt2img grids", "paths",
+                               kind="folder"),
+    "outdir_img2img_grids": _o("outputs/img2img-grids", "Output directory for img2img grids", "paths",
+                               kind="folder"),
     # Live previews
     "live_previews_enable": _o(True, "Show live previews of the created image", "previews"),
     "show_progress_every_n_steps": _o(5, "Live preview display period (steps)", "previews", minimum=-1, maximum=32),

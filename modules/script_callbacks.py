@@ -109,7 +109,7 @@ class CallbackRegistry:
         self.callbacks: dict[str, list[Callback]] = {k: [] for k in KINDS}
         self.problems: list[Problem] = []
         self.notes: dict[str, list[str]] = {}   # extension -> remarks (e.g. callbacks never called)
-        self.processing = ProcessingCallbacks()  # what jobs call (ctx.services["callbacks"])
+        self.processing = ProcessingCallbacks()  # what jobs call (ctx.services.callbacks)
         self._reported: set[tuple[str, str]] = set()
 
     def scope(self, extension: str, path: Path | None = None) -> ExtensionScope:

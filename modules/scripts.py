@@ -112,6 +112,6 @@ def basedir() -> str:
 def __getattr__(name: str):
     """scripts.scripts_txt2img / scripts_img2img: the current application's runners."""
     if name in ("scripts_txt2img", "scripts_img2img"):
-        service = current_scope().ctx.services.get("scripts")
+        service = current_scope().ctx.services.scripts
         return service.runner(name == "scripts_img2img") if service is not None else None
     raise AttributeError(f"module 'modules.scripts' has no attribute {name!r}")

@@ -9,10 +9,15 @@ import threading
 from pathlib import Path
 
 from modules import devices
+from modules.conditioning import make_conditioner
 from modules.context import AppContext
+from modules.embeddings import EmbeddingDatabase
+from modules.lora import LoraDatabase, LoraExtraNetworks
 from modules.models.catalog import CheckpointCatalog, HashCache
 from modules.models.manager import LoadedCheckpoint, ModelManager
 from modules.models.vae import VaeCatalog
+from modules.styles import StyleDatabase
+from modules.x4_service import X4Upscaler
 
 log = logging.getLogger("sdwebui")
 
@@ -100,29 +105,21 @@ def count_tokens(ctx: AppContext, text: str) -> tuple[int, int]:
         words = " ".join(t for t, w in parse_prompt_attention(text) if w != -1)
         used = len(shared_tokenizer().encode(words))
         return used, max(1, -(-used // 75)) * 75
-    encoder = ctx.services["conditioner"](loaded.model, ctx.opts)
+    encoder = ctx.services.conditioner(loaded.model, ctx.opts)
     return encoder.count_tokens(text)
 
 
 def attach_services(ctx: AppContext) -> None:
-    """The prompt-side services processing and the front ends look up by name (ProcessingEnv)."""
-    from modules.conditioning import make_conditioner
-    from modules.embeddings import EmbeddingDatabase
-    from modules.lora import LoraDatabase, LoraExtraNetworks
-    from modules.styles import StyleDatabase
-    from modules.x4_service import X4Upscaler
-
+    """The prompt-side services, the upscaler table and the job callbacks (ProcessingEnv reads them)."""
     embeddings = EmbeddingDatabase([ctx.paths.embeddings_dir])
     loras = LoraDatabase([ctx.paths.lora_dir])
-    ctx.services.update({
-        "embeddings": embeddings,
-        "conditioner": make_conditioner(embeddings),
-        "styles": StyleDatabase(ctx.paths.styles_file),
-        "lora": loras,
-        "extra_networks": LoraExtraNetworks(loras),
-        "count_tokens": count_tokens,
-        "upscalers": {"SD x4": X4Upscaler(ctx)},
-    })
+    services = ctx.services
+    services.embeddings = embeddings
+    services.conditioner = make_conditioner(embeddings)
+    services.styles = StyleDatabase(ctx.paths.styles_file)
+    services.lora = loras
+    services.extra_networks = LoraExtraNetworks(loras)
+    services.upscalers.register(X4Upscaler(ctx).entry())
 
 
 def attach_engine(ctx: AppContext, preload: bool = True, load_extensions: bool = True) -> None:

@@ -1,45 +1,42 @@
-"""Image upscalers by A1111 name, for the Extras tab (`upscaler_1` / `upscaler_2` of
-/sdapi/v1/extra-single-image) and hires fix: "None", "Lanczos", "Nearest" (PIL resampling) and
-"SD x4" (the SD 2 x4 upscaler, modules.processing.upscaler_x4; it needs the x4 checkpoint loaded).
+"""The upscaler table: every image upscaler by A1111 name, one table for Extras
+(`upscaler_1` / `upscaler_2` of /sdapi/v1/extra-single-image), hires fix and scripts.
 
-    upscale(image, "Lanczos", 1024, 768)
-    upscale(image, "SD x4", 2048, 2048, x4_model=model, x4_settings=X4Settings(...))
+Built in: "None" (the image unchanged, as A1111), "Lanczos" and "Nearest" (PIL resampling). Model
+upscalers are registered by the services that own their weights ("SD x4": modules.x4_service).
+Hires fix's latent upscale modes are not image upscalers: modules.processing.hires keeps those.
+
+    table = UpscalerTable()
+    table.register(Upscaler("SD x4", scale=4, run=x4_service))   # run(image, **kw) -> image * 4
+    table.upscale(image, "SD x4", 2048, 2048)                     # exactly 2048x2048
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from PIL import Image
 
-from modules.processing.upscaler_x4 import X4Settings, upscale_x4
+RESAMPLE = {"Lanczos": Image.LANCZOS, "Nearest": Image.NEAREST}
+MODEL_PASSES = 3  # a model upscaler runs at most this often to reach the size (A1111's rule)
 
 
 @dataclass(frozen=True)
-class UpscalerInfo:
+class Upscaler:
+    """One entry. `run(image, **kw)` upscales once by the model's native `scale`; None for the
+    built-in resampling entries. `model_name`/`model_path` are what /upscalers lists."""
+
     name: str
-    scale: Optional[int]  # the native factor of a model upscaler (None: any size in one resize)
-    needs_model: bool = False
+    scale: Optional[int] = None  # the native factor of a model upscaler (None: any size in one resize)
+    run: Optional[Callable[..., Image.Image]] = None
+    model_name: Optional[str] = None
+    model_path: Optional[str] = None
+
+    @property
+    def needs_model(self) -> bool:
+        return self.run is not None
 
 
-UPSCALERS = {u.name: u for u in (
-    UpscalerInfo("None", None),
-    UpscalerInfo("Lanczos", None),
-    UpscalerInfo("Nearest", None),
-    UpscalerInfo("SD x4", 4, needs_model=True),
-)}
-RESAMPLE = {"Lanczos": Image.LANCZOS, "Nearest": Image.NEAREST}
-
-
-def upscaler_names() -> list[str]:
-    return list(UPSCALERS)
-
-
-def find_upscaler(name: Optional[str]) -> UpscalerInfo:
-    info = UPSCALERS.get(name or "None")
-    if info is None:
-        raise ValueError(f"unknown upscaler {name!r}: use one of {', '.join(UPSCALERS)}")
-    return info
+BUILTIN = (Upscaler("None"), Upscaler("Lanczos"), Upscaler("Nearest"))
 
 
 def target_size(width: int, height: int, scale: float = 0.0, to_width: int = 0, to_height: int = 0) -> tuple:
@@ -52,41 +49,48 @@ def target_size(width: int, height: int, scale: float = 0.0, to_width: int = 0, 
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def upscale(image: Image.Image, name: Optional[str], width: int, height: int, *, x4_model=None,
-            x4_settings: Optional[X4Settings] = None) -> Image.Image:
-    """image upscaled by the named upscaler to width x height ("None": the image unchanged, as A1111).
+class UpscalerTable:
+    """The built-in entries, then model upscalers in the order they were registered."""
 
-    Model upscalers run at their native factor until the image is at least the target size (A1111
-    runs them up to 3 times), then Lanczos adjusts to the exact size."""
-    info = find_upscaler(name)
-    if info.name == "None":
-        return image
-    if width < 1 or height < 1:
-        raise ValueError(f"target size must be positive, got {width}x{height}")
-    if info.name in RESAMPLE:
-        return image.resize((int(width), int(height)), RESAMPLE[info.name])
-    if x4_model is None:
-        raise ValueError("'SD x4' needs the SD 2 x4 upscaler checkpoint (x4-upscaler-ema.safetensors with "
-                         "x4-upscaling.yaml) in models/Stable-diffusion; put it there, or pick Lanczos / Nearest")
-    for _ in range(3):
-        if image.width >= width and image.height >= height:
-            break
-        image = upscale_x4(x4_model, image, x4_settings).image
-    return image if image.size == (width, height) else image.resize((int(width), int(height)), Image.LANCZOS)
+    def __init__(self, models: tuple[Upscaler, ...] | list[Upscaler] = ()):
+        self._entries: dict[str, Upscaler] = {u.name: u for u in BUILTIN}
+        for upscaler in models:
+            self.register(upscaler)
 
+    def register(self, upscaler: Upscaler) -> None:
+        if upscaler.name in RESAMPLE or upscaler.name == "None":
+            raise ValueError(f"{upscaler.name!r} is a built-in upscaler and cannot be replaced")
+        self._entries[upscaler.name] = upscaler
 
-def upscale_with(attached: dict, image: Image.Image, name: Optional[str], width: int, height: int,
-                 **kwargs) -> Image.Image:
-    """Upscale by `name` from the attached model upscalers (ctx.services["upscalers"], e.g. "SD x4";
-    kwargs such as prompt go to them) or the built-in ones, to exactly width x height."""
-    if name not in attached:  # a model upscaler that is not attached raises ValueError saying what to do
-        return upscale(image, name, width, height)
-    result = attached[name](image, width, height, **kwargs)
-    return result if result.size == (width, height) else result.resize((width, height), Image.LANCZOS)
+    def names(self) -> list[str]:
+        return list(self._entries)
 
+    def entries(self) -> list[Upscaler]:
+        return list(self._entries.values())
 
-def as_processing_upscalers(x4_model=None, x4_settings: Optional[X4Settings] = None) -> dict:
-    """{name: fn(image, width, height)} for ProcessingEnv.upscalers (hires fix); SD x4 only with a model."""
-    if x4_model is None:
-        return {}
-    return {"SD x4": lambda im, w, h: upscale(im, "SD x4", w, h, x4_model=x4_model, x4_settings=x4_settings)}
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def get(self, name: Optional[str]) -> Upscaler:
+        info = self._entries.get(name or "None")
+        if info is None:
+            raise ValueError(f"unknown upscaler {name!r}: use one of {', '.join(self._entries)}")
+        return info
+
+    def upscale(self, image: Image.Image, name: Optional[str], width: int, height: int, **kwargs) -> Image.Image:
+        """image upscaled by the named upscaler to exactly width x height ("None": unchanged).
+
+        A model upscaler runs at its native factor until the image covers the target size (at most
+        MODEL_PASSES times), then Lanczos adjusts to the exact size; kwargs (e.g. prompt) go to it."""
+        info = self.get(name)
+        if info.name == "None":
+            return image
+        if width < 1 or height < 1:
+            raise ValueError(f"target size must be positive, got {width}x{height}")
+        if info.run is None:
+            return image.resize((int(width), int(height)), RESAMPLE[info.name])
+        for _ in range(MODEL_PASSES):
+            if image.width >= width and image.height >= height:
+                break
+            image = info.run(image, **kwargs)
+        return image if image.size == (width, height) else image.resize((int(width), int(height)), Image.LANCZOS)

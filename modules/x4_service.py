@@ -1,7 +1,7 @@
 """The "SD x4" upscaler as a service: finds the x4 checkpoint in the catalog and keeps it loaded
 beside the main model (as A1111 keeps upscaler models apart from the SD checkpoint).
 
-Used by Extras, /sdapi/v1/extra-single-image and hires fix through ctx.services["upscalers"].
+Registered in the upscaler table (ctx.services.upscalers) as "SD x4": Extras, the API and hires fix.
 """
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from modules import upscalers
-from modules.processing.upscaler_x4 import X4Settings, is_x4_model
+from modules.processing.upscaler_x4 import X4Settings, is_x4_model, upscale_x4
+from modules.upscalers import Upscaler
 
 X4_KEY_PREFIX = "low_scale_model."
 
@@ -32,7 +32,7 @@ def is_x4_checkpoint(path: Path) -> bool:
 
 
 class X4Upscaler:
-    """Callable `(image, width, height) -> image` for ProcessingEnv.upscalers / Extras."""
+    """`upscale_once(image, prompt=...)`: one 4x pass; `entry()` is its row of the upscaler table."""
 
     def __init__(self, ctx):
         self.ctx = ctx
@@ -73,7 +73,8 @@ class X4Upscaler:
                 self._path = path
             return self._model
 
-    def __call__(self, image: Image.Image, width: int, height: int, prompt: str = "",
-                 negative_prompt: str = "") -> Image.Image:
-        return upscalers.upscale(image, "SD x4", width, height, x4_model=self.model(),
-                                 x4_settings=self.settings(prompt, negative_prompt))
+    def upscale_once(self, image: Image.Image, prompt: str = "", negative_prompt: str = "") -> Image.Image:
+        return upscale_x4(self.model(), image, self.settings(prompt, negative_prompt)).image
+
+    def entry(self) -> Upscaler:
+        return Upscaler("SD x4", scale=4, run=self.upscale_once, model_name="SD x4")

@@ -1,5 +1,5 @@
 """script_name / script_args / alwayson_scripts reach scripts through the seam documented in
-webui/api/scripts_api.py: `ctx.services["scripts"]` with A1111's ScriptRunner shape.
+modules/generation/scripts.py: `ctx.services.scripts.runner(is_img2img)` with A1111's ScriptRunner shape.
 
 The runner here is the smallest one with that shape (the extensions system provides the real one);
 the scripts are written the way A1111 authors write them, and generation is real.
@@ -75,11 +75,14 @@ class Scripts:
     scripts_txt2img = Runner()
     scripts_img2img = Runner()
 
+    def runner(self, is_img2img):
+        return self.scripts_img2img if is_img2img else self.scripts_txt2img
+
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     ctx = make_context(make_data_dir(tmp_path_factory.mktemp("scripts-data")))
-    ctx.services["scripts"] = Scripts()
+    ctx.services.scripts = Scripts()
     app = FastAPI()
     routes.install(app, ctx)
     return TestClient(app, raise_server_exceptions=False)

@@ -34,7 +34,7 @@ def test_disable_one_all_and_extra(tmp_path):
     write_extension(tmp_path, "suffix", PROMPT_SUFFIX)
     ctx = _ctx(tmp_path)
     manager = load_extensions(ctx, run_installers=False)
-    assert "Prompt suffix" in [s.title() for s in ctx.services["scripts"].runner(False).scripts]
+    assert "Prompt suffix" in [s.title() for s in ctx.services.scripts.runner(False).scripts]
     message = manager.set_enabled("suffix", False)
     assert "next start" in message
     import json
@@ -42,10 +42,10 @@ def test_disable_one_all_and_extra(tmp_path):
     ctx2 = _ctx(tmp_path)  # the next start reads config.json
     manager2 = load_extensions(ctx2, run_installers=False)
     assert manager2.get("suffix").status == "disabled"
-    assert "Prompt suffix" not in [s.title() for s in ctx2.services["scripts"].runner(False).scripts]
+    assert "Prompt suffix" not in [s.title() for s in ctx2.services.scripts.runner(False).scripts]
     ctx3 = _ctx(tmp_path, "--disable-all-extensions")
     manager3 = load_extensions(ctx3, run_installers=False)
-    assert manager3.loaded == [] and ctx3.services["scripts"].runner(False).scripts == []
+    assert manager3.loaded == [] and ctx3.services.scripts.runner(False).scripts == []
     assert manager3.get("xyz-grid").status == "disabled"
     ctx3.opts.set("disabled_extensions", [])
     ctx4 = _ctx(tmp_path, "--disable-extra-extensions")
@@ -63,7 +63,7 @@ def test_broken_extension_is_reported_and_others_load(tmp_path):
     assert any(p.where == "scripts/syntax.py" and "SyntaxError" in p.message for p in problems)
     assert manager.get("broken").status == "loaded with errors"
     assert any("SystemExit" in p.message for p in manager.problems_of("exits"))
-    titles = [s.title() for s in ctx.services["scripts"].runner(False).scripts]
+    titles = [s.title() for s in ctx.services.scripts.runner(False).scripts]
     assert "Prompt suffix" in titles and "Raising" in titles and "X/Y/Z plot" in titles
 
 
@@ -93,7 +93,7 @@ def test_javascript_css_settings_and_unsupported_callbacks(tmp_path):
     write_extension(tmp_path, "hooks", CALLBACKS)
     ctx = _ctx(tmp_path)
     manager = load_extensions(ctx, run_installers=False)
-    service = ctx.services["scripts"]
+    service = ctx.services.scripts
     assert "window.hooksExtensionLoaded = true;" in service.javascript()
     assert service.javascript().startswith("<script")
     assert "#hooks_box" in service.css()
@@ -145,7 +145,7 @@ def test_install_from_local_git_url_then_check_updates(tmp_path):
     # the next start loads it
     ctx2 = _ctx(data)
     load_extensions(ctx2, run_installers=False)
-    assert "Prompt suffix" in [s.title() for s in ctx2.services["scripts"].runner(False).scripts]
+    assert "Prompt suffix" in [s.title() for s in ctx2.services.scripts.runner(False).scripts]
     for bad in ("../escape", "..", ".hidden", "a/b"):
         with pytest.raises(ValueError, match="not allowed|outside"):
             manager.install_from_url(str(repo), name=bad)

@@ -18,9 +18,9 @@ def test_defaults_and_attribute_access():
 
 @pytest.mark.parametrize("key, value, fragment", [
     ("CLIP_stop_at_last_layers", 0, "between 1 and 12"),
-    ("CLIP_stop_at_last_layers", "two", "must be int"),
+    ("CLIP_stop_at_last_layers", "two", "must be a whole number"),
     ("emphasis", "Loud", "must be one of"),
-    ("samples_save", "yes", "must be bool"),
+    ("samples_save", "yes", "must be true or false"),
     ("no_such_key", 1, "unknown setting"),
 ])
 def test_invalid_values_are_rejected_with_a_message(key, value, fragment):

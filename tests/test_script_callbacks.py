@@ -81,7 +81,7 @@ def test_infotext_pasted_unload_and_remove_callbacks(data):
     '''})
     ctx = make_context(data)
     load_extensions(ctx, run_installers=False)
-    service = ctx.services["scripts"]
+    service = ctx.services.scripts
     assert service.infotext_pasted("a\nSteps: 5", {"Steps": "5"}) == {"Steps": "99"}
     service.unload()
     import sys

@@ -52,7 +52,7 @@ def _script(runner, title):
 
 
 def test_layout_and_defaults(ctx):
-    runner = ctx.services["scripts"].runner(False)
+    runner = ctx.services.scripts.runner(False)
     suffix, repeat = _script(runner, "Prompt suffix"), _script(runner, "Repeat with seeds")
     assert suffix.alwayson and not repeat.alwayson
     args = runner.default_script_args()
@@ -63,7 +63,7 @@ def test_layout_and_defaults(ctx):
 
 
 def test_alwayson_process_edits_the_prompt_and_a_raising_script_does_not_stop_the_job(ctx):
-    runner = ctx.services["scripts"].runner(False)
+    runner = ctx.services.scripts.runner(False)
     suffix = _script(runner, "Prompt suffix")
     args = runner.default_script_args()
     args[suffix.args_from] = True
@@ -82,7 +82,7 @@ def test_alwayson_process_edits_the_prompt_and_a_raising_script_does_not_stop_th
 
 
 def test_dropdown_script_runs_process_images_with_named_values(ctx):
-    runner = ctx.services["scripts"].runner(False)
+    runner = ctx.services.scripts.runner(False)
     repeat = _script(runner, "Repeat with seeds")
     args = runner.default_script_args()
     args[0] = runner.selectable_scripts.index(repeat) + 1
@@ -97,7 +97,7 @@ def test_dropdown_script_runs_process_images_with_named_values(ctx):
 
 
 def test_a_raising_run_is_a_clear_error(ctx):
-    runner = ctx.services["scripts"].runner(False)
+    runner = ctx.services.scripts.runner(False)
     args = runner.default_script_args()
     args[0] = runner.titles().index("Bad run") + 1
     with pytest.raises(ScriptError, match="script 'Bad run' \\(extension badrun\\) failed: RuntimeError: run exploded"):
@@ -105,7 +105,7 @@ def test_a_raising_run_is_a_clear_error(ctx):
 
 
 def test_prompt_matrix_and_prompts_from_textbox(ctx):
-    runner = ctx.services["scripts"].runner(False)
+    runner = ctx.services.scripts.runner(False)
     matrix = _script(runner, "Prompt matrix")
     args = runner.default_script_args()
     args[0] = runner.titles().index("Prompt matrix") + 1

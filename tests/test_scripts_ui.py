@@ -32,7 +32,7 @@ def _params(client, api_name):
 
 def test_txt2img_with_alwayson_and_dropdown_scripts(server):
     ctx, url, client = server
-    runner = ctx.services["scripts"].runner(False)
+    runner = ctx.services.scripts.runner(False)
     suffix = next(s for s in runner.scripts if s.title() == "Prompt suffix")
     repeat = next(s for s in runner.scripts if s.title() == "Repeat with seeds")
     names = _params(client, "/txt2img")

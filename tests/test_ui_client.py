@@ -67,7 +67,8 @@ def test_png_info_endpoint_reads_back_parameters(server):
 
 def test_settings_apply_validates_and_persists(server):
     ctx, client = server
-    assert set(api_params(client, "/apply_settings")) == set(ctx.opts.registry)
+    # every setting but the quick settings, which live in the top bar only (one control per setting)
+    assert set(api_params(client, "/apply_settings")) == set(ctx.opts.registry) - set(ctx.opts.quicksettings_list)
     message = client.predict(jpeg_quality=55, api_name="/apply_settings")
     assert message.startswith("1 settings changed: jpeg_quality")
     assert json.loads(ctx.paths.config_file.read_text())["jpeg_quality"] == 55
@@ -158,7 +159,7 @@ def test_a_closed_browser_tab_leaves_no_zombie_job(server):
 def test_save_prompts_as_a_style(server):
     ctx, client = server
     update, name_box = client.predict("my style", "a cat, {prompt}", "blurry", api_name="/txt2img_save_style")
-    assert "my style" in ctx.services["styles"].styles
+    assert "my style" in ctx.services.styles.styles
     assert "my style" in ctx.paths.styles_file.read_text()
     with pytest.raises(Exception, match="needs a name"):
         client.predict("", "x", "", api_name="/txt2img_save_style")

@@ -41,7 +41,7 @@ def _xyz_args(runner, **named):
 
 def test_xyz_plot_2x3_grid_matches_separate_runs(env):
     ctx = env
-    runner = ctx.services["scripts"].runner(False)
+    runner = ctx.services.scripts.runner(False)
     args = _xyz_args(runner, x_type="Seed", x_values="11, 12", y_type="Steps", y_values="1-3",
                      include_lone_images=True)
     processed = runner.run(_p(ctx), *args)
@@ -72,7 +72,7 @@ def _with(ctx, **kw):
 
 def test_xyz_axes_sampler_size_prompt_sr_and_errors(env):
     ctx = env
-    runner = ctx.services["scripts"].runner(False)
+    runner = ctx.services.scripts.runner(False)
     args = _xyz_args(runner, x_type="Prompt S/R", x_values="red, blue", y_type="Size", y_values="64x48, 48x64",
                      z_type="Sampler", z_values="Euler, DPM++ 2M", include_lone_images=True)
     processed = runner.run(_p(ctx), *args)
@@ -89,7 +89,7 @@ def test_xyz_axes_sampler_size_prompt_sr_and_errors(env):
 
 def test_xyz_checkpoint_and_clip_skip_axes_restore_the_model(env):
     ctx = env
-    runner = ctx.services["scripts"].runner(False)
+    runner = ctx.services.scripts.runner(False)
     before = startup.current_model(ctx).info.title
     args = _xyz_args(runner, x_type="Checkpoint name", x_values="tiny-a, tiny-b", y_type="Clip skip", y_values="1, 2",
                      include_lone_images=True)

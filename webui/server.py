@@ -30,7 +30,7 @@ def build_app(ctx: AppContext):
     from fastapi import FastAPI
 
     app = FastAPI(title="Stable Diffusion web UI", docs_url="/docs" if ctx.args.api else None)
-    scripts = ctx.services.get("scripts")
+    scripts = ctx.services.scripts
     if scripts is not None:
         from webui.ui import scripts_ui
         scripts_ui.attach(ctx)  # builds script controls (defaults for the API) also with --nowebui

@@ -7,8 +7,8 @@ where needed, imports the scripts of the enabled extensions - each under its own
 Extensions tab - then sets:
 
 - `ctx.extensions`: the ExtensionManager (list, enable/disable, install from URL, check for updates);
-- `ctx.services["scripts"]`: the ScriptsService (runners, tabs, css/js) the front ends use;
-- `ctx.services["callbacks"]`: the ProcessingCallbacks jobs call (CFG hooks, image saving).
+- `ctx.services.scripts`: the ScriptsService (runners, tabs, css/js) the front ends use;
+- `ctx.services.callbacks`: the ProcessingCallbacks jobs call (CFG hooks, image saving).
 
 Disabling: `--disable-all-extensions` / `--disable-extra-extensions`, the `disable_all_extensions`
 setting ("none" / "extra" / "all"), and per extension the `disabled_extensions` list in config.json.
@@ -199,8 +199,8 @@ def load_extensions(ctx, run_installers: bool = True,
     manager.load(run_installers)
     service = ScriptsService(registry, manager.script_classes, manager.loaded)
     ctx.extensions = manager
-    ctx.services["scripts"] = service
-    ctx.services["callbacks"] = registry.processing
+    ctx.services.scripts = service
+    ctx.services.callbacks = registry.processing
     models = ctx.models
     if models is not None:
         models.callbacks.append(lambda loaded: service.model_loaded(loaded.model))

@@ -188,8 +188,6 @@ class ScriptRunner:
                 self.registry.report(script.extension, f"{_title(script)} run()", e)
                 raise ScriptError(f"script '{_title(script)}' (extension {script.extension}) failed: "
                                   f"{type(e).__name__}: {e}") from e
-            finally:
-                self.close(p)
 
     @contextlib.contextmanager
     def _in_scope(self, script: Script):

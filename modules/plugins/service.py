@@ -1,4 +1,4 @@
-"""`ctx.services["scripts"]`: what the front ends need from the loaded extensions.
+"""`ctx.services.scripts`: what the front ends need from the loaded extensions.
 
 - `runner(is_img2img)` / `scripts_txt2img` / `scripts_img2img`: the ScriptRunners (A1111's names);
 - `ui_tabs()`: the on_ui_tabs callbacks' tabs as (title, elem_id, render) - call it outside any

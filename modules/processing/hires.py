@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from modules.upscalers import UpscalerTable
+
 
 @dataclass(frozen=True)
 class LatentUpscaleMode:
@@ -27,12 +29,12 @@ LATENT_UPSCALE_MODES: dict[str, LatentUpscaleMode] = {
     "Latent (nearest)": LatentUpscaleMode("nearest", False),
     "Latent (nearest-exact)": LatentUpscaleMode("nearest-exact", False),
 }
-IMAGE_UPSCALERS = {"None": None, "Lanczos": Image.LANCZOS, "Nearest": Image.NEAREST}
 DEFAULT_UPSCALER = "Latent"
 
 
-def upscaler_names(extra: dict | None = None) -> list[str]:
-    return [*LATENT_UPSCALE_MODES, *IMAGE_UPSCALERS, *(extra or {})]
+def upscaler_names(table: UpscalerTable) -> list[str]:
+    """What hr_upscaler accepts: the latent modes, then the image upscalers of the table."""
+    return [*LATENT_UPSCALE_MODES, *table.names()]
 
 
 def target_size(width: int, height: int, scale: float, resize_x: int, resize_y: int,
@@ -76,24 +78,17 @@ def crop_center(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return x[:, :, top:top + h, left:left + w]
 
 
-def upscale_image(image: Image.Image, name: str, width: int, height: int, final_w: int, final_h: int,
-                  extra: dict | None = None) -> Image.Image:
-    """Upscale a first-pass image with a named image upscaler, then crop the centre to the final size."""
-    if name in (extra or {}):
-        out = extra[name](image, width, height)
-        if out.size != (width, height):
-            out = out.resize((width, height), Image.LANCZOS)
-    elif name in IMAGE_UPSCALERS:
-        resample = IMAGE_UPSCALERS[name]
-        out = image.resize((width, height), Image.LANCZOS if resample is None else resample)
-    else:
-        raise ValueError(f"unknown hires upscaler {name!r}: use one of {', '.join(upscaler_names(extra))}")
+def upscale_image(table: UpscalerTable, image: Image.Image, name: str, width: int, height: int, final_w: int,
+                  final_h: int) -> Image.Image:
+    """Upscale a first-pass image with a named image upscaler ("None" resizes with Lanczos, as
+    A1111), then crop the centre to the final size."""
+    out = table.upscale(image, "Lanczos" if name == "None" else name, width, height)
     left, top = (width - final_w) // 2, (height - final_h) // 2
     return out.crop((left, top, left + final_w, top + final_h)) if (final_w, final_h) != (width, height) else out
 
 
-def check_upscaler(name: str | None, extra: dict | None = None) -> str:
+def check_upscaler(name: str | None, table: UpscalerTable) -> str:
     name = name or DEFAULT_UPSCALER
-    if name not in LATENT_UPSCALE_MODES and name not in IMAGE_UPSCALERS and name not in (extra or {}):
-        raise ValueError(f"unknown hires upscaler {name!r}: use one of {', '.join(upscaler_names(extra))}")
+    if name not in LATENT_UPSCALE_MODES and name not in table:
+        raise ValueError(f"unknown hires upscaler {name!r}: use one of {', '.join(upscaler_names(table))}")
     return name

@@ -17,12 +17,17 @@ INPAINT_FILL, INPAINT_ORIGINAL, INPAINT_LATENT_NOISE, INPAINT_LATENT_NOTHING = 0
 
 
 def mask_from_inputs(image_mask: Image.Image | None, init_image: Image.Image | None) -> Image.Image | None:
-    """The mask as an L image: a separate mask image (its alpha when it has transparency, as masks
-    drawn in a browser editor do), else the init image's transparent pixels; None = no inpainting."""
+    """The mask as an L image at the init image's size: a separate mask image (its alpha when it has
+    transparency, as masks drawn in a browser editor do; a mask of another size is resized, as A1111
+    resizes it with the image), else the init image's transparent pixels; None = no inpainting."""
     if image_mask is not None:
         if image_mask.mode in ("RGBA", "LA") and image_mask.getextrema()[-1] != (255, 255):
-            return image_mask.getchannel("A").point(lambda v: 255 if v > 128 else 0)
-        return image_mask.convert("L")
+            mask = image_mask.getchannel("A").point(lambda v: 255 if v > 128 else 0)
+        else:
+            mask = image_mask.convert("L")
+        if init_image is not None and mask.size != init_image.size:
+            mask = mask.resize(init_image.size, Image.LANCZOS)
+        return mask
     if init_image is not None and init_image.mode in ("RGBA", "LA"):
         alpha = init_image.getchannel("A")
         if alpha.getextrema() != (255, 255):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from modules.sampling.cfg_denoiser import CFGHooks
+from modules.upscalers import UpscalerTable
 
 
 class ScriptHooks:
@@ -78,7 +79,7 @@ class ProcessingEnv:
     `.scheduled(prompts, steps, hires_steps=None)` (see processing.prompts). styles: object with
     `apply_styles_to_prompt(prompt, names)` / `apply_negative_styles_to_prompt`. extra_networks:
     callable `(model, prompts) -> (prompts without <lora:...> tags, context manager for the job)`.
-    upscalers: name -> `fn(PIL image, width, height) -> PIL image` besides the built-in Lanczos/Nearest.
+    upscalers: the upscaler table (modules.upscalers.UpscalerTable: Lanczos, Nearest and model upscalers).
     model_name/model_hash/vae_name/vae_hash: for the infotext. max_batch: rows per UNet call.
     """
 
@@ -88,7 +89,7 @@ class ProcessingEnv:
     conditioner: Callable | None = None
     styles: Any = None
     extra_networks: Callable | None = None
-    upscalers: dict[str, Callable] = field(default_factory=dict)
+    upscalers: UpscalerTable = field(default_factory=UpscalerTable)
     callbacks: ProcessingCallbacks = field(default_factory=ProcessingCallbacks)
     model_name: str | None = None
     model_hash: str | None = None
@@ -99,14 +100,12 @@ class ProcessingEnv:
 
     @classmethod
     def from_context(cls, ctx, job=None, **kw) -> "ProcessingEnv":
-        """From the AppContext: options, paths, the loaded model's names, services by name."""
-        models = ctx.models
-        services = getattr(ctx, "services", {}) or {}
+        """From the AppContext: options, paths, the loaded model's names, the services."""
+        models, services = ctx.models, ctx.services
         return cls(
             opts=ctx.opts, job=job, data_dir=ctx.paths.data_dir,
-            conditioner=services.get("conditioner"), styles=services.get("styles"),
-            extra_networks=services.get("extra_networks"), upscalers=services.get("upscalers", {}),
-            callbacks=services.get("callbacks") or ProcessingCallbacks(),
+            conditioner=services.conditioner, styles=services.styles, extra_networks=services.extra_networks,
+            upscalers=services.upscalers, callbacks=services.callbacks or ProcessingCallbacks(),
             model_name=getattr(models, "sd_model_name", None), model_hash=getattr(models, "sd_model_hash", None),
             vae_name=getattr(models, "sd_vae_name", None), vae_hash=getattr(models, "sd_vae_hash", None),
             checkpoint_dirs=tuple(ctx.paths.ckpt_dirs), **kw)

@@ -74,8 +74,6 @@ def process_images(p: StableDiffusionProcessing) -> Processed:
                 f"out of memory generating {p.width}x{p.height} (batch size {p.batch_size}): try a smaller size or "
                 "batch size, enable 'Tiled VAE', or start with --medvram / --lowvram "
                 f"({str(e).splitlines()[0] if str(e) else 'OutOfMemoryError'})") from e
-        finally:
-            p.close()  # also after a failure: scripts' per-job model patches come off
 
 
 def _check_request(p) -> None:

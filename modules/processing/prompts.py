@@ -15,7 +15,9 @@ from modules import conditioning
 
 def make_encoder(p):
     factory = p.env.conditioner if p.env.conditioner is not None else conditioning.make_conditioner()
-    return factory(p.sd_model, p.opts)
+    encoder = factory(p.sd_model, p.opts)
+    encoder.interrupt = p.job  # a long prompt is encoded chunk by chunk: Interrupt stops it in between
+    return encoder
 
 
 def note_extra_params(p, source) -> None:

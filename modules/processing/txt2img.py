@@ -85,8 +85,8 @@ def _upscale(p, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | Non
         source = vae.decode(model, latent, tiled) if extra_channels(model) else None
         return latent, source
     images = vae.tensor_to_pil(vae.decode(model, samples, tiled))
-    upscaled = [hires.upscale_image(im, p.hr_upscaler, p.hr_upscale_to_x, p.hr_upscale_to_y, final_x, final_y,
-                                    p.env.upscalers) for im in images]
+    upscaled = [hires.upscale_image(p.env.upscalers, im, p.hr_upscaler, p.hr_upscale_to_x, p.hr_upscale_to_y,
+                                    final_x, final_y) for im in images]
     source = vae.pil_to_tensor(upscaled).to(model_device(model))
     return vae.encode(model, source, tiled), source
 

@@ -46,30 +46,13 @@ def latent_upscale_modes() -> list[dict]:
 
 
 def upscaler_names(ctx: AppContext) -> list[str]:
-    """Everything hr_upscaler / upscaler_1 accept: latent modes, None/Lanczos/Nearest, model upscalers."""
-    return hires.upscaler_names(_extra_upscalers(ctx))
-
-
-def _extra_upscalers(ctx: AppContext) -> dict:
-    extra = ctx.services.get("upscalers") or {}
-    return extra if isinstance(extra, dict) else {}
-
-
-def image_upscaler_names(ctx: AppContext) -> list[str]:
-    """What extra-single-image accepts: modules.upscalers' table plus attached model upscalers."""
-    from modules import upscalers as engine_upscalers
-    return list(dict.fromkeys([*engine_upscalers.upscaler_names(), *_extra_upscalers(ctx)]))
+    """Everything hr_upscaler accepts: latent modes, then the upscaler table."""
+    return hires.upscaler_names(ctx.services.upscalers)
 
 
 def upscalers(ctx: AppContext) -> list[dict]:
-    from modules import upscalers as engine_upscalers
-
-    items = []
-    for name in image_upscaler_names(ctx):
-        info = engine_upscalers.UPSCALERS.get(name)
-        items.append({"name": name, "model_name": name if info is None or info.needs_model else None,
-                      "model_path": None, "model_url": None, "scale": getattr(info, "scale", None)})
-    return items
+    return [{"name": u.name, "model_name": u.model_name, "model_path": u.model_path, "model_url": None,
+             "scale": u.scale} for u in ctx.services.upscalers.entries()]
 
 
 def sd_models(ctx: AppContext) -> list[dict]:
@@ -98,7 +81,7 @@ def sd_vaes(ctx: AppContext) -> list[dict]:
 
 def _as_api(ctx: AppContext, service: str, empty):
     """The service's own A1111-shaped listing (`as_api()`), or `empty` when it is not attached."""
-    db = ctx.services.get(service)
+    db = getattr(ctx.services, service)
     return db.as_api() if db is not None else empty
 
 

@@ -1,19 +1,15 @@
 """Pydantic models of the /sdapi/v1 requests and responses, with A1111's field names and defaults.
 
 Unknown fields are ignored (as A1111's pydantic-1 models did), so clients written for other A1111
-versions keep working. Static bounds live here (a negative or absurd number is a 422 naming the
-field); bounds that depend on settings (img_max_size, max_batch_count) are checked by the routes.
+versions keep working. Types are checked here; ranges, finiteness and names are checked by the
+engine (modules.generation.validate), so the web UI and the API refuse the same input with the same
+message (a 422 naming the field).
 """
 from __future__ import annotations
 
 from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
-
-MAX_STEPS = 1000          # the models were trained on 1000 timesteps: more steps buy nothing
-MAX_SIDE = 16384          # img_max_size's own upper bound; the setting usually says less
-MAX_BATCH_SIZE = 64
-MAX_SEED = 2**63 - 1
 
 
 class _Request(BaseModel):
@@ -25,30 +21,30 @@ class _Generation(_Request):
     prompt: str = ""
     negative_prompt: str = ""
     styles: Optional[list[str]] = None
-    seed: int = Field(-1, ge=-1, le=MAX_SEED, description="-1 = random")
-    subseed: int = Field(-1, ge=-1, le=MAX_SEED)
-    subseed_strength: float = Field(0.0, ge=0.0, le=1.0)
-    seed_resize_from_h: int = Field(-1, ge=-1, le=MAX_SIDE)
-    seed_resize_from_w: int = Field(-1, ge=-1, le=MAX_SIDE)
+    seed: int = Field(-1, description="-1 = random")
+    subseed: int = -1
+    subseed_strength: float = 0.0
+    seed_resize_from_h: int = -1
+    seed_resize_from_w: int = -1
     sampler_name: Optional[str] = None
     scheduler: Optional[str] = None
-    batch_size: int = Field(1, ge=1, le=MAX_BATCH_SIZE)
-    n_iter: int = Field(1, ge=1, le=10000)
-    steps: int = Field(50, ge=1, le=MAX_STEPS)
-    cfg_scale: float = Field(7.0, ge=0.0, le=100.0, allow_inf_nan=False)
-    width: int = Field(512, ge=8, le=MAX_SIDE)
-    height: int = Field(512, ge=8, le=MAX_SIDE)
+    batch_size: int = 1
+    n_iter: int = 1
+    steps: int = 50
+    cfg_scale: float = 7.0
+    width: int = 512
+    height: int = 512
     restore_faces: Optional[bool] = None
     tiling: Optional[bool] = None
     do_not_save_samples: bool = False
     do_not_save_grid: bool = False
-    eta: Optional[float] = Field(None, ge=0.0, le=10.0, allow_inf_nan=False)
-    denoising_strength: Optional[float] = Field(None, ge=0.0, le=1.0)
-    s_min_uncond: float = Field(0.0, ge=0.0, allow_inf_nan=False)
-    s_churn: Optional[float] = Field(None, ge=0.0, le=100.0, allow_inf_nan=False)
-    s_tmax: Optional[float] = Field(None, ge=0.0)
-    s_tmin: Optional[float] = Field(None, ge=0.0, allow_inf_nan=False)
-    s_noise: Optional[float] = Field(None, ge=0.0, le=10.0, allow_inf_nan=False)
+    eta: Optional[float] = None
+    denoising_strength: Optional[float] = None
+    s_min_uncond: float = 0.0
+    s_churn: Optional[float] = None
+    s_tmax: Optional[float] = None
+    s_tmin: Optional[float] = None
+    s_noise: Optional[float] = None
     override_settings: Optional[dict[str, Any]] = None
     override_settings_restore_afterwards: bool = True
     refiner_checkpoint: Optional[str] = None
@@ -68,14 +64,14 @@ class _Generation(_Request):
 
 class StableDiffusionTxt2ImgProcessingAPI(_Generation):
     enable_hr: bool = False
-    denoising_strength: Optional[float] = Field(0.75, ge=0.0, le=1.0)
+    denoising_strength: Optional[float] = 0.75
     firstphase_width: int = 0
     firstphase_height: int = 0
-    hr_scale: float = Field(2.0, ge=1.0, le=8.0, allow_inf_nan=False)
+    hr_scale: float = 2.0
     hr_upscaler: Optional[str] = None
-    hr_second_pass_steps: int = Field(0, ge=0, le=MAX_STEPS)
-    hr_resize_x: int = Field(0, ge=0, le=MAX_SIDE)
-    hr_resize_y: int = Field(0, ge=0, le=MAX_SIDE)
+    hr_second_pass_steps: int = 0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
     hr_checkpoint_name: Optional[str] = None
     hr_sampler_name: Optional[str] = None
     hr_scheduler: Optional[str] = None
@@ -85,21 +81,21 @@ class StableDiffusionTxt2ImgProcessingAPI(_Generation):
 
 class StableDiffusionImg2ImgProcessingAPI(_Generation):
     init_images: Optional[list[str]] = None
-    resize_mode: int = Field(0, ge=0, le=3, description="0 just resize, 1 crop and resize, 2 resize and fill, "
-                                                       "3 just resize (latent upscale)")
+    resize_mode: int = Field(0, description="0 just resize, 1 crop and resize, 2 resize and fill, "
+                                            "3 just resize (latent upscale)")
     image_cfg_scale: Optional[float] = None
     mask: Optional[str] = None
-    mask_blur_x: int = Field(4, ge=0, le=256)
-    mask_blur_y: int = Field(4, ge=0, le=256)
-    mask_blur: Optional[int] = Field(None, ge=0, le=256)
+    mask_blur_x: int = 4
+    mask_blur_y: int = 4
+    mask_blur: Optional[int] = None
     mask_round: bool = True
-    inpainting_fill: int = Field(0, ge=0, le=3, description="0 fill, 1 original, 2 latent noise, 3 latent nothing")
+    inpainting_fill: int = Field(0, description="0 fill, 1 original, 2 latent noise, 3 latent nothing")
     inpaint_full_res: bool = True
-    inpaint_full_res_padding: int = Field(0, ge=0, le=MAX_SIDE)
-    inpainting_mask_invert: int = Field(0, ge=0, le=1)
-    initial_noise_multiplier: Optional[float] = Field(None, ge=0.0, le=2.0)
+    inpaint_full_res_padding: int = 0
+    inpainting_mask_invert: int = 0
+    initial_noise_multiplier: Optional[float] = None
     latent_mask: Optional[str] = None
-    denoising_strength: Optional[float] = Field(0.75, ge=0.0, le=1.0)
+    denoising_strength: Optional[float] = 0.75
     include_init_images: bool = Field(False, description="echo init_images and mask in `parameters`")
 
 
@@ -114,18 +110,18 @@ class ImageToImageResponse(TextToImageResponse):
 
 
 class ExtrasSingleImageRequest(_Request):
-    resize_mode: int = Field(0, ge=0, le=1, description="0 scale by upscaling_resize, 1 to w x h")
+    resize_mode: int = Field(0, description="0 scale by upscaling_resize, 1 to w x h")
     show_extras_results: bool = True
-    gfpgan_visibility: float = Field(0.0, ge=0.0, le=1.0)
-    codeformer_visibility: float = Field(0.0, ge=0.0, le=1.0)
-    codeformer_weight: float = Field(0.0, ge=0.0, le=1.0)
-    upscaling_resize: float = Field(2.0, gt=0.0, le=8.0, allow_inf_nan=False)
-    upscaling_resize_w: int = Field(512, ge=1, le=MAX_SIDE)
-    upscaling_resize_h: int = Field(512, ge=1, le=MAX_SIDE)
+    gfpgan_visibility: float = 0.0
+    codeformer_visibility: float = 0.0
+    codeformer_weight: float = 0.0
+    upscaling_resize: float = 2.0
+    upscaling_resize_w: int = 512
+    upscaling_resize_h: int = 512
     upscaling_crop: bool = True
     upscaler_1: str = "None"
     upscaler_2: str = "None"
-    extras_upscaler_2_visibility: float = Field(0.0, ge=0.0, le=1.0)
+    extras_upscaler_2_visibility: float = 0.0
     upscale_first: bool = False
     image: str = ""
 

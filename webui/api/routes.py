@@ -12,11 +12,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from modules import cmd_args, request_settings, startup
 from modules.context import AppContext
-from modules.options import OptionError
-from webui.api import extras, generation, imagecodec, listings, models, scripts_api, validation
+from modules.errors import RequestError
+from webui.api import extras, generation, imagecodec, listings, models, scripts_api
 from webui.api.auth import basic_auth_dependency
-from webui.api.errors import ApiError, SafeRoute, field_error, http_error_handler, install_handlers
+from webui.api.errors import ApiError, SafeRoute, http_error_handler, install_handlers
 
 log = logging.getLogger("sdwebui.api")
 PREFIX = "/sdapi/v1"
@@ -24,8 +25,6 @@ PREFIX = "/sdapi/v1"
 
 def install(app: FastAPI, ctx: AppContext) -> None:
     """Add the API routes (behind HTTP Basic when --api-auth is set) and its error handlers."""
-    from modules import cmd_args
-
     dependencies = []
     if getattr(ctx.args, "api_auth", None):
         pairs = cmd_args.parse_credentials(ctx.args.api_auth, "--api-auth")
@@ -51,9 +50,7 @@ def _generation_routes(router: APIRouter, ctx: AppContext) -> None:
 
     @router.post("/extra-single-image", response_model=models.ExtrasSingleImageResponse)
     def extras_single_image_api(req: models.ExtrasSingleImageRequest):
-        image = extras.check_extras(ctx, req)
-        job = ctx.jobs.new_job("extras")
-        return generation.run_guarded(ctx, job, lambda job: extras.extra_single_image(ctx, req, image, job))
+        return generation.extra_single_image(ctx, req)
 
     @router.post("/png-info", response_model=models.PNGInfoResponse)
     def pnginfoapi(req: models.PNGInfoRequest):
@@ -84,9 +81,7 @@ def _state_routes(router: APIRouter, ctx: AppContext) -> None:
     @router.get("/options")
     def get_config() -> dict[str, Any]:
         options = ctx.opts.as_dict()
-        current = getattr(ctx.models, "current", None)
-        if current is not None:
-            options["sd_model_checkpoint"] = current.info.title
+        options["sd_model_checkpoint"] = request_settings.current_value(ctx, "sd_model_checkpoint")
         return options
 
     @router.post("/options")
@@ -99,53 +94,42 @@ def _state_routes(router: APIRouter, ctx: AppContext) -> None:
         return listings.cmd_flags(ctx)
 
 
-def _set_options(ctx: AppContext, req: dict[str, Any]) -> None:
-    """Validate everything first (nothing changes on a 422), then switch model/VAE, then save."""
-    values = dict(req)
-    for key, value in values.items():
-        info = ctx.opts.registry.get(key)
-        if info is None:
-            raise field_error(key, f"unknown setting {key!r}")
-        try:
-            values[key] = info.validate(key, value)
-        except OptionError as e:
-            raise field_error(key, str(e)) from None
-    if values.get("sd_model_checkpoint"):
-        values["sd_model_checkpoint"] = validation.checkpoint_title(ctx, values["sd_model_checkpoint"],
-                                                                    "sd_model_checkpoint")
-    if "sd_vae" in values:
-        validation.check_vae(ctx, values["sd_vae"], "sd_vae")
-    if values.get("sd_model_checkpoint") or "sd_vae" in values:
-        def switch(job):
-            with ctx.models.lock:
-                if values.get("sd_model_checkpoint"):
-                    ctx.models.load(values["sd_model_checkpoint"])
-                if "sd_vae" in values:
-                    ctx.models.set_vae(values["sd_vae"])
-        generation.run_guarded(ctx, ctx.jobs.new_job("load checkpoint"), switch)
+def _require_models(ctx: AppContext):
+    if ctx.models is None:
+        raise ApiError(503, "no checkpoint loader is attached to this server")
+    return ctx.models
+
+
+def _in_queue(ctx: AppContext, name: str, fn) -> None:
+    """A model change waits for its turn like a job, and holds the model lock while it runs."""
+    models = _require_models(ctx)
+
+    def work(job):
+        with models.lock:
+            fn(models)
     try:
-        ctx.opts.update(values)
-    except OptionError as e:  # a setting changed its rules in between: still the client's input
+        ctx.jobs.run(ctx.jobs.new_job(name), work)
+    except startup.NoCheckpoint as e:
+        raise ApiError(503, f"{e} (or POST /sdapi/v1/refresh-checkpoints)") from None
+    except ValueError as e:
         raise ApiError(422, str(e)) from None
-    ctx.opts.save()
+
+
+def _set_options(ctx: AppContext, req: dict[str, Any]) -> None:
+    try:
+        request_settings.apply_settings(ctx, req)
+    except RequestError as e:
+        raise generation.api_error(e) from None
 
 
 def _model_routes(router: APIRouter, ctx: AppContext) -> None:
-    def in_queue(name, fn):
-        models = generation.require_models(ctx)
-
-        def work(job):
-            with models.lock:
-                fn(models)
-        generation.run_guarded(ctx, ctx.jobs.new_job(name), work)
-
     @router.post("/refresh-checkpoints")
     def refresh_checkpoints():
-        generation.require_models(ctx).refresh()
+        _require_models(ctx).refresh()
 
     @router.post("/refresh-vae")
     def refresh_vae():
-        catalog = getattr(generation.require_models(ctx), "vae_catalog", None)
+        catalog = getattr(_require_models(ctx), "vae_catalog", None)
         if catalog is not None:
             catalog.refresh()
 
@@ -153,7 +137,7 @@ def _model_routes(router: APIRouter, ctx: AppContext) -> None:
     def refresh_embeddings():
         """Re-read the embeddings folder for the loaded model's text encoder (without a model the
         files are read when one is loaded)."""
-        db = ctx.services.get("embeddings")  # modules.embeddings.EmbeddingDatabase
+        db = ctx.services.embeddings  # modules.embeddings.EmbeddingDatabase
         model = getattr(ctx.models, "sd_model", None)
         if db is None or model is None:
             return
@@ -163,11 +147,11 @@ def _model_routes(router: APIRouter, ctx: AppContext) -> None:
 
     @router.post("/unload-checkpoint")
     def unloadapi():
-        in_queue("unload checkpoint", lambda models: models.unload())
+        _in_queue(ctx, "unload checkpoint", lambda models: models.unload())
 
     @router.post("/reload-checkpoint")
     def reloadapi():
-        in_queue("reload checkpoint", lambda models: models.reload() or generation.ensure_model_loaded(ctx))
+        _in_queue(ctx, "reload checkpoint", lambda models: models.reload() or startup.current_model(ctx))
 
 
 def _list_routes(router: APIRouter, ctx: AppContext) -> None:

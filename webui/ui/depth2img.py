@@ -8,28 +8,9 @@ from pathlib import Path
 import gradio as gr
 
 from modules.context import AppContext
+from modules.generation import GenerationRequest
 from webui.ui import generation, widgets
 from webui.ui.components import UploadImage
-
-
-def run(ctx: AppContext, image, depth_map, prompt, negative, sampler_name, scheduler, steps, cfg_scale,
-        denoising, seed, batch_size, job):
-    from modules import startup
-    from modules.conditioning import PromptEncoder
-    from modules.processing import depth2img
-    from modules.processing.hybrid_sampling import SamplingSettings
-
-    loaded = startup.current_model(ctx)
-    settings = SamplingSettings(prompt=prompt or "", negative_prompt=negative or "", steps=int(steps),
-                                cfg_scale=float(cfg_scale), sampler_name=sampler_name,
-                                scheduler=None if scheduler in (None, "Automatic") else scheduler, seed=int(seed),
-                                opts=ctx.opts)
-    request = depth2img.Depth2ImgRequest(image=image, settings=settings, denoising_strength=float(denoising),
-                                         depth_map=depth_map, batch_size=int(batch_size))
-    job.job_count, job.sampling_steps = 1, int(steps)
-    embeddings = ctx.services.get("embeddings")
-    encoder = PromptEncoder(loaded.model, ctx.opts, embeddings=embeddings)
-    return depth2img.depth2img(loaded.model, request, encoder=encoder, interrupt=job)
 
 
 def create_tab(ctx: AppContext, ui):
@@ -62,17 +43,18 @@ def create_tab(ctx: AppContext, ui):
         if image is None:
             raise gr.Error("Upload an image first")
         t0 = time.time()
-        for kind, value, _ in generation.run_job(
-                ctx, "depth2img", lambda job: run(ctx, image, depth, prompt_text, negative, sampler_name, scheduler,
-                                                   steps, cfg, strength, seed_value, batch, job)):
+        request = GenerationRequest("depth2img", {
+            "image": image, "depth_map": depth, "prompt": prompt_text, "negative_prompt": negative,
+            "sampler_name": sampler_name, "scheduler": scheduler, "steps": steps, "cfg_scale": cfg,
+            "denoising_strength": strength, "seed": seed_value, "batch_size": batch})
+        for kind, value, _ in generation.run_job(ctx, request):
             if kind == "progress":
                 yield value, gr.skip(), gr.skip(), gr.skip()
             else:
-                generation.save_outputs(ctx, value.images, value.infotexts, "outdir_img2img_samples", value.seed)
                 folder = Path(tempfile.mkdtemp(prefix="depth-", dir=ui.tmp_dir))
                 files = [(generation.png_file(im, text, folder), None) for im, text in zip(value.images, value.infotexts,
                                                                                           strict=True)]
-                yield generation.wait_seconds(t0), files, value.depth_image, value.infotexts[0]
+                yield generation.wait_seconds(t0), files, value.extra_images.get("depth"), value.infotext
 
     prompt.generate.click(generate, inputs=[image, depth_map, prompt.prompt, prompt.negative_prompt,
                                             sampler.sampler_name, sampler.scheduler, sampler.steps, cfg_scale,

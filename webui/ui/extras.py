@@ -9,6 +9,7 @@ from pathlib import Path
 import gradio as gr
 
 from modules.context import AppContext
+from modules.generation import GenerationRequest
 from webui.ui import generation
 from webui.ui.components import UploadImage
 
@@ -18,23 +19,8 @@ class ExtrasTab:
     image: UploadImage  # "send to extras" fills it
 
 
-def upscale(ctx: AppContext, image, name: str, scale: float, to_w: int, to_h: int, prompt: str, job):
-    from modules import upscalers
-    from modules.infotext import create_infotext
-
-    width, height = upscalers.target_size(image.width, image.height, float(scale), int(to_w), int(to_h))
-    limit = ctx.opts.img_max_size * 4
-    if max(width, height) > limit:
-        raise ValueError(f"{width}x{height} is over the limit of {limit} px per side: upscale by less")
-    result = upscalers.upscale_with(ctx.services.get("upscalers") or {}, image, name, width, height,
-                                    prompt=prompt or "")
-    params = {"Postprocess upscale to": f"{width}x{height}", "Postprocess upscaler": name}
-    return result, create_infotext(prompt or "", "", params)
-
-
 def create_tab(ctx: AppContext, ui):
-    from modules import upscalers
-    names = upscalers.upscaler_names()
+    names = ctx.services.upscalers.names()
     with gr.Row():
         with gr.Column():
             image = UploadImage(label="Source", type="pil", elem_id="extras_image")
@@ -59,14 +45,18 @@ def create_tab(ctx: AppContext, ui):
         if img is None:
             raise gr.Error("Upload an image first")
         t0 = time.time()
-        for kind, value, _ in generation.run_job(ctx, "extras", lambda job: upscale(ctx, img, name, s, w, h, text, job)):
+        to_size = int(w or 0) > 0 and int(h or 0) > 0
+        request = GenerationRequest("extras", {
+            "image": img, "upscaler_1": name, "resize_mode": 1 if to_size else 0, "upscaling_resize": s,
+            "upscaling_resize_w": int(w or 0) or 1, "upscaling_resize_h": int(h or 0) or 1, "upscaling_crop": False,
+            "prompt": text})
+        for kind, value, _ in generation.run_job(ctx, request):
             if kind == "progress":
                 yield value, gr.skip(), gr.skip()
             else:
-                result, infotext = value
-                generation.save_outputs(ctx, [result], [infotext], "outdir_extras_samples")
                 folder = Path(tempfile.mkdtemp(prefix="extras-", dir=ui.tmp_dir))
-                yield generation.wait_seconds(t0), [(generation.png_file(result, infotext, folder), None)], infotext
+                yield (generation.wait_seconds(t0), [(generation.png_file(value.images[0], value.infotext, folder), None)],
+                       value.infotext)
 
     run_button.click(run, inputs=[image, upscaler, scale, to_w, to_h, prompt], outputs=[progress, gallery, info],
                      api_name="extras", concurrency_id="generation", concurrency_limit=None)

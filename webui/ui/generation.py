@@ -1,9 +1,9 @@
-"""Running a generation from the UI: through the shared job queue, with progress, preview and errors
-turned into messages the user can act on.
+"""Running a generation from the UI: the engine's entry point (modules.generation.submit) in a worker
+thread, with progress, preview and errors turned into messages the user can act on.
 
-The job runs in a worker thread; the Gradio event is a generator that polls the job and yields
-progress (queue position, step, ETA, live preview). If the browser goes away, Gradio closes the
-generator and the job is interrupted, so no zombie job keeps the device busy.
+The Gradio event is a generator that polls the job and yields progress (queue position, step, ETA,
+live preview). If the browser goes away, Gradio closes the generator and the job is interrupted (or
+withdrawn from the queue), so no zombie job keeps the device busy.
 """
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
-from PIL import PngImagePlugin
 
-from modules import startup
+from modules import generation, image_metadata
 from modules.context import AppContext
+from modules.errors import RequestError
+from modules.generation import GenerationRequest, GenerationResult
 from modules.jobs import JobCancelled
 
 log = logging.getLogger("sdwebui.ui")
@@ -28,9 +29,8 @@ POLL_SECONDS = 0.5
 
 
 def user_message(e: BaseException) -> str:
-    """The line shown in the browser. ValueError (and its kin) are written for users already."""
-    from modules import devices
-    if isinstance(e, (ValueError, devices.OutOfMemory)):
+    """The line shown in the browser. The engine's RequestError is written for users already."""
+    if isinstance(e, RequestError):
         return str(e)
     if isinstance(e, MemoryError):
         return "Out of memory: try a smaller size or batch, or start with --medvram"
@@ -40,23 +40,10 @@ def user_message(e: BaseException) -> str:
 
 def png_file(image, infotext: str | None, folder: Path) -> str:
     """A PNG with the `parameters` chunk for the gallery (what the user downloads keeps its infotext)."""
-    info = PngImagePlugin.PngInfo()
-    if infotext:
-        info.add_text("parameters", infotext)
     f = tempfile.NamedTemporaryFile(dir=folder, suffix=".png", delete=False)
     with f:
-        image.save(f, format="PNG", pnginfo=info)
+        f.write(image_metadata.encode_image(image, "png", infotext))
     return f.name
-
-
-def save_outputs(ctx: AppContext, images: list, infotexts: list, outdir_key: str, seed=None) -> None:
-    """Save to the outputs folder as the generation tabs do (setting samples_save; atomic, never overwrites)."""
-    if not ctx.opts.samples_save:
-        return
-    from modules.images import output_dir, save_image
-    folder = output_dir(ctx.opts, outdir_key, ctx.paths.data_dir)
-    for image, text in zip(images, infotexts, strict=True):
-        save_image(image, folder, seed=seed, info=text, opts=ctx.opts)
 
 
 def progress_html(ctx: AppContext, job, waiting_position: int | None) -> str:
@@ -73,20 +60,20 @@ def progress_html(ctx: AppContext, job, waiting_position: int | None) -> str:
             f"{html.escape(', '.join(p for p in parts if p))}</div>")
 
 
-def run_job(ctx: AppContext, name: str, work: Callable[[Any], Any]):
+def run_job(ctx: AppContext, request: GenerationRequest):
     """Generator: yields ("progress", html, preview) while the job waits/runs, then ("done", result, job).
 
-    work(job) runs in a worker thread once the queue gives the job its turn; its exception is
-    re-raised here as gr.Error with a user-facing message.
+    The request is checked and run by the engine in a worker thread once the queue gives it its
+    turn; its RequestError is re-raised here as gr.Error with the engine's message.
     """
-    job = ctx.jobs.new_job(name)
+    job = ctx.jobs.new_job(request.task)
     state: dict[str, Any] = {"position": None}
     closed = threading.Event()
 
     def target():
         try:
-            state["result"] = ctx.jobs.run(job, work, on_wait=lambda pos: state.update(position=pos),
-                                           cancelled=closed.is_set)
+            state["result"] = generation.submit(ctx, request, job, on_wait=lambda pos: state.update(position=pos),
+                                                cancelled=closed.is_set)
         except JobCancelled:
             state["cancelled"] = True
         except BaseException as e:  # reported to the user below
@@ -113,28 +100,15 @@ def run_job(ctx: AppContext, name: str, work: Callable[[Any], Any]):
     yield "done", state.get("result"), job
 
 
-def ensure_model(ctx: AppContext):
-    try:
-        return startup.current_model(ctx)
-    except startup.NoCheckpoint as e:
-        raise gr.Error(str(e)) from None
+def gallery_outputs(result: GenerationResult, tmp_dir: Path) -> tuple[list, str, dict]:
+    """A result -> (gallery file paths with captions, the first infotext, seeds json)."""
+    files = [(png_file(image, text, tmp_dir), None) for image, text in zip(result.images, result.infotexts,
+                                                                          strict=True)]
+    return files, result.infotext, {"seed": result.seed, "all_seeds": result.all_seeds}
 
 
-def gallery_outputs(processed, tmp_dir: Path) -> tuple[list, str, dict]:
-    """Processed -> (gallery file paths with captions, the first infotext, seeds json)."""
-    files = []
-    for i, image in enumerate(processed.images):
-        infotext = processed.infotexts[i] if i < len(processed.infotexts) else processed.info
-        files.append((png_file(image, infotext, tmp_dir), None))
-    first = processed.infotexts[0] if processed.infotexts else ""
-    return files, first, {"seed": processed.seed, "all_seeds": processed.all_seeds}
-
-
-def comments_html(processed) -> str:
-    comments = getattr(processed, "comments", "") or ""
-    if isinstance(comments, dict):
-        comments = "\n".join(comments)
-    return "".join(f"<p class='comments'>{html.escape(c)}</p>" for c in str(comments).splitlines() if c.strip())
+def comments_html(result: GenerationResult) -> str:
+    return "".join(f"<p class='comments'>{html.escape(c)}</p>" for c in result.comments.splitlines() if c.strip())
 
 
 def interrupted_html(job) -> str:

@@ -1,5 +1,5 @@
 """Turning img2img's inputs (image, sketch, drawn or uploaded mask, batch folder) into init images
-and a mask, with clear messages for what is missing or too large."""
+and a mask, with clear messages for what is missing (sizes are the engine's to check)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,14 +11,6 @@ from modules.context import AppContext
 from webui.ui import tab_common
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
-
-
-def check_size(ctx: AppContext, image: Image.Image, what: str) -> Image.Image:
-    limit = ctx.opts.img_max_size
-    if max(image.size) > limit:
-        raise gr.Error(f"The {what} is {image.width}x{image.height}, over the limit of {limit} px per side "
-                       "(setting img_max_size): use a smaller image")
-    return image
 
 
 def editor_mask(value: dict) -> Image.Image | None:
@@ -33,7 +25,7 @@ def editor_mask(value: dict) -> Image.Image | None:
     return mask if mask.getbbox() else None
 
 
-def init_and_mask(ctx: AppContext, src: dict) -> tuple[list[Image.Image], Image.Image | None]:
+def init_and_mask(src: dict) -> tuple[list[Image.Image], Image.Image | None]:
     mode = src["mode"]
     if mode == "img2img":
         image, mask = src["init_img"], None
@@ -51,11 +43,6 @@ def init_and_mask(ctx: AppContext, src: dict) -> tuple[list[Image.Image], Image.
             raise gr.Error("Upload a mask image too (white = the part to repaint)")
     if image is None:
         raise gr.Error(f"Upload an image in the {mode} tab first")
-    image = check_size(ctx, image, "image")
-    if mask is not None:
-        mask = check_size(ctx, mask, "mask").convert("L")
-        if mask.size != image.size:
-            mask = mask.resize(image.size, Image.NEAREST)
     return [image], mask
 
 
@@ -78,7 +65,7 @@ def run_batch(ctx: AppContext, ui, request: dict, src: dict, script_values: list
     last = None
     for path in files:
         try:
-            image = check_size(ctx, Image.open(path), f"image {path.name}")
+            image = Image.open(path)
             image.load()
         except OSError as e:
             gr.Warning(f"Skipped {path.name}: not a readable image ({e})")

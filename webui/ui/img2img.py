@@ -91,7 +91,7 @@ def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
         if src["mode"] == "batch":
             yield from image_inputs.run_batch(ctx, ui, request, src, script_values, result, t0)
             return
-        request["init_images"], request["image_mask"] = image_inputs.init_and_mask(ctx, src)
+        request["init_images"], request["image_mask"] = image_inputs.init_and_mask(src)
         yield from tab_common.generate(ctx, ui, "img2img", request, script_values, result, t0)
 
     outputs = [result.gallery, result.infotext, result.info, result.progress, result.preview, result.seeds]

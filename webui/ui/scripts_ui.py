@@ -50,6 +50,6 @@ def sandbox():
 
 def attach(ctx) -> None:
     """Give the scripts service the sandbox (the server calls this; UiState does it too)."""
-    scripts = ctx.services.get("scripts")
+    scripts = ctx.services.scripts
     if scripts is not None:
         scripts.set_ui_sandbox(sandbox)

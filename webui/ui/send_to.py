@@ -1,56 +1,36 @@
-""""Send to" buttons: infotext -> every field of a tab (A1111's paste fields), image -> img2img/inpaint."""
+""""Send to" buttons: infotext -> every field of a tab (the engine's paste rule, the same as the
+API's `infotext` field), image -> img2img/inpaint/extras."""
 from __future__ import annotations
 
 import gradio as gr
+from PIL import Image
 
-# infotext key -> request field; "Size-1"/"Size-2" come from "Size: WxH" (parse_generation_parameters)
-INFOTEXT_FIELDS = {
-    "Prompt": "prompt", "Negative prompt": "negative_prompt", "Steps": "steps", "Sampler": "sampler_name",
-    "Schedule type": "scheduler", "CFG scale": "cfg_scale", "Seed": "seed", "Size-1": "width",
-    "Size-2": "height", "Variation seed": "subseed", "Variation seed strength": "subseed_strength",
-    "Seed resize from-1": "seed_resize_from_w", "Seed resize from-2": "seed_resize_from_h",
-    "Denoising strength": "denoising_strength", "Hires upscale": "hr_scale", "Hires steps": "hr_second_pass_steps",
-    "Hires upscaler": "hr_upscaler", "Hires resize-1": "hr_resize_x", "Hires resize-2": "hr_resize_y",
-    "Hires sampler": "hr_sampler_name", "Hires prompt": "hr_prompt", "Hires negative prompt": "hr_negative_prompt",
-    "Mask blur": "mask_blur",
-}
-NUMERIC = {"steps", "cfg_scale", "seed", "width", "height", "subseed", "subseed_strength", "seed_resize_from_w",
-           "seed_resize_from_h", "denoising_strength", "hr_scale", "hr_second_pass_steps", "hr_resize_x",
-           "hr_resize_y", "mask_blur"}
+from modules import infotext
+from modules.generation import paste_infotext
 
 
-def field_values(infotext: str) -> dict:
-    """Request field -> value for an infotext; 'Model' / 'Model hash' come back as '_model'."""
-    from modules.infotext import parse_generation_parameters
-    params = parse_generation_parameters(infotext or "")
-    values = {}
-    for key, field in INFOTEXT_FIELDS.items():
-        if key in params and params[key] not in (None, ""):
-            value = params[key]
-            if field in NUMERIC:
-                try:
-                    value = float(value)
-                    value = int(value) if value.is_integer() and field != "cfg_scale" else value
-                except (TypeError, ValueError):
-                    continue
-            values[field] = value
-    if "Hires upscale" in params or "Hires resize-1" in params:
-        values["enable_hr"] = True
-    for key in ("Model hash", "Model"):
-        if params.get(key):
-            values["_model"] = str(params[key])
-    return values
+def _widget_value(component, value):
+    """Radios that hand the handler an index show a label: give them the label."""
+    if isinstance(component, gr.Radio) and getattr(component, "type", "value") == "index":
+        labels = [c[0] if isinstance(c, (list, tuple)) else c for c in component.choices]
+        index = int(value)
+        return labels[index] if 0 <= index < len(labels) else None
+    return value
 
 
-def paste(ui, fields: dict, infotext: str):
-    """Updates for a tab's components (in `fields` order) plus the checkpoint when one matches."""
-    values = field_values(infotext)
-    scripts = ui.ctx.services.get("scripts")
-    if scripts is not None:  # on_infotext_pasted: extensions read their own fields
-        from modules.infotext import parse_generation_parameters
-        scripts.infotext_pasted(infotext, parse_generation_parameters(infotext or ""))
-    updates = [gr.update(value=values[name]) if name in values else gr.skip() for name in fields]
-    return updates, values.get("_model")
+def paste(ui, fields: dict, text: str) -> list:
+    """Updates for a tab's components (in `fields` order): the infotext's fields, and its settings as
+    "Override settings" entries the next job applies (the checkpoint only as the API would take it)."""
+    values, settings, params = paste_infotext(ui.ctx, text or "")
+    updates = []
+    for name, component in fields.items():
+        if name == "override_settings":  # replaced, not merged: a new paste is a new set of settings
+            texts = infotext.setting_texts(params, settings)
+            updates.append(gr.update(choices=texts, value=texts, visible=bool(texts)))
+            continue
+        value = _widget_value(component, values[name]) if name in values else None
+        updates.append(gr.update(value=value) if value is not None else gr.skip())
+    return updates
 
 
 def wire(ui, tabs: dict, tab_set: gr.Tabs) -> None:
@@ -61,11 +41,8 @@ def wire(ui, tabs: dict, tab_set: gr.Tabs) -> None:
             continue
         fields = {k: v for k, v in tab.fields.items() if k != "styles"}
 
-        def send(infotext, fields=fields, target=target):
-            updates, model = paste(ui, fields, infotext)
-            if model:
-                _switch_model_if_present(ui, model)
-            return [*updates, gr.Tabs(selected=target)]
+        def send(text, fields=fields, target=target):
+            return [*paste(ui, fields, text), gr.Tabs(selected=target)]
         button_of(png).click(send, inputs=png.infotext, outputs=[*fields.values(), tab_set],
                              api_name=f"pnginfo_send_to_{target}")
     img, extras = tabs.get("img2img"), tabs.get("tab_extras")
@@ -79,25 +56,12 @@ def wire(ui, tabs: dict, tab_set: gr.Tabs) -> None:
                                             api_visibility="private")
 
 
-def _switch_model_if_present(ui, model: str) -> None:
-    """Load the infotext's model when we have it (by hash or name); otherwise leave the current one."""
-    ctx = ui.ctx
-    if ctx.models is None:
-        return
-    info = ctx.models.catalog.get(model)
-    if info is not None and (ctx.models.current is None or ctx.models.current.info != info):
-        job = ctx.jobs.new_job("switch checkpoint")
-        ctx.jobs.run(job, lambda _job: ctx.models.load(info))
-        ctx.opts.set("sd_model_checkpoint", info.title)
-
-
 def _selected_image(gallery, evt_index=0):
     if not gallery:
         raise gr.Error("Generate an image first")
     item = gallery[evt_index] if evt_index < len(gallery) else gallery[0]
     path = item[0] if isinstance(item, (list, tuple)) else getattr(item, "image", item)
     path = getattr(path, "path", path)
-    from PIL import Image
     return Image.open(path)
 
 

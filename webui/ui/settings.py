@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import gradio as gr
 
+from modules import request_settings
 from modules.context import AppContext
-from modules.options import OptionError, OptionInfo
+from modules.errors import RequestError
+from modules.options import OptionInfo
 from webui.ui import named_params
 
 SECTIONS = {
@@ -38,7 +40,8 @@ def component_for(key: str, info: OptionInfo, value, choices_for=None):
 
 
 def apply_settings(ctx: AppContext, keys: list[str], values: list) -> str:
-    """Validate every changed value, save atomically; returns the message shown under the button."""
+    """Check every changed value the way the API does, save atomically; returns the message shown
+    under the button."""
     changed = {}
     for key, value in zip(keys, values, strict=True):
         if value is None:  # not sent (API clients may send only what they change)
@@ -51,9 +54,8 @@ def apply_settings(ctx: AppContext, keys: list[str], values: list) -> str:
     if not changed:
         return "Nothing changed."
     try:
-        ctx.opts.update(changed)
-        ctx.opts.save()
-    except OptionError as e:
+        request_settings.apply_settings(ctx, changed)
+    except RequestError as e:
         raise gr.Error(str(e)) from None
     except OSError as e:
         raise gr.Error(f"Settings could not be saved to {ctx.paths.config_file}: {e.strerror}") from None
@@ -70,15 +72,21 @@ def create_tab(ctx: AppContext, choices_for=None) -> None:
         apply = gr.Button("Apply settings", variant="primary", elem_id="settings_submit")
         reload = gr.Button("Reload UI", elem_id="settings_restart_gradio")
     result = gr.Markdown(elem_id="settings_result")
+    # a quick setting lives in the top bar only (as in A1111): one control, one value, one elem_id
+    quick = set(ctx.opts.quicksettings_list)
     by_section: dict[str, list[str]] = {}
     for key, info in ctx.opts.registry.items():
-        by_section.setdefault(info.section, []).append(key)
+        if key not in quick:
+            by_section.setdefault(info.section, []).append(key)
+    if quick:
+        gr.Markdown(f"Quick settings ({', '.join(ctx.opts.registry[k].label for k in ctx.opts.quicksettings_list if k in ctx.opts.registry)}) "
+                    "are in the bar at the top of the page.", elem_id="settings_quicksettings_note")
     with gr.Tabs(elem_id="settings"):
         for section, section_keys in by_section.items():
             with gr.Tab(SECTIONS.get(section, section.title()), elem_id=f"settings_{section}"):
                 for key in section_keys:
                     keys.append(key)
-                    components.append(component_for(key, ctx.opts.registry[key], ctx.opts.get(key), choices_for))
+                    components.append(component_for(key, ctx.opts.registry[key], request_settings.current_value(ctx, key), choices_for))
     # one named parameter per setting key, default None = unchanged
     apply_fn = named_params.named(lambda **values: apply_settings(ctx, keys, [values[k] for k in keys]),
                                   dict.fromkeys(keys))

@@ -8,12 +8,10 @@ from typing import Any
 
 import gradio as gr
 
+from modules import infotext
 from modules.context import AppContext
+from modules.generation import GenerationRequest
 from webui.ui import generation, named_params, widgets
-
-INT_FIELDS = {"steps", "width", "height", "n_iter", "batch_size", "seed", "subseed", "seed_resize_from_w",
-              "seed_resize_from_h", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y", "mask_blur",
-              "inpainting_fill", "inpaint_full_res_padding", "resize_mode"}
 
 
 @dataclass
@@ -34,7 +32,7 @@ def common_fields(prompt: widgets.PromptRow, sampler: widgets.SamplerRow, size: 
         "width": size.width, "height": size.height, "n_iter": size.batch_count, "batch_size": size.batch_size,
         "cfg_scale": size.cfg_scale, "seed": seed.seed, "subseed": seed.subseed,
         "subseed_strength": seed.subseed_strength, "seed_resize_from_w": seed.seed_resize_from_w,
-        "seed_resize_from_h": seed.seed_resize_from_h,
+        "seed_resize_from_h": seed.seed_resize_from_h, "override_settings": seed.override_settings,
     }
 
 
@@ -48,57 +46,36 @@ def script_kwargs(components: list) -> dict[str, Any]:
     return {f"script_args_{i}": c for i, c in enumerate(components)}
 
 
-def clean_request(ctx: AppContext, request: dict) -> dict:
-    """UI values -> request fields: ints, 'use same' choices, unset seeds, size limits."""
-    out = {}
-    for key, value in request.items():
-        if key in INT_FIELDS and value is not None:
-            value = int(value)
-        out[key] = value
+def ui_params(request: dict) -> dict:
+    """Widget values -> request fields: the UI's own conventions only (0 = unset for "resize seed
+    from", "Use same sampler"); everything else is checked by the engine, as for the API."""
+    out = dict(request)
     for key in ("seed_resize_from_w", "seed_resize_from_h"):
         if out.get(key) == 0:
             out[key] = -1
     if out.get("hr_sampler_name") == "Use same sampler":
         out["hr_sampler_name"] = None
-    limit = ctx.opts.img_max_size
-    for key in ("width", "height"):
-        if key in out and out[key] > limit:
-            raise gr.Error(f"{key.title()} {out[key]} is over the limit of {limit} px (setting img_max_size)")
     return out
-
-
-def make_processing(ctx: AppContext, kind: str, request: dict):
-    from modules.processing import objects as pt
-    cls = pt.StableDiffusionProcessingTxt2Img if kind == "txt2img" else pt.StableDiffusionProcessingImg2Img
-    return cls(**clean_request(ctx, request))
 
 
 def generate(ctx: AppContext, ui, kind: str, request: dict, script_values: list, result: widgets.ResultPanel, t0):
     """The Gradio generator behind Generate: yields updates for the result panel."""
-    from modules import processing, startup
-    from modules.processing.objects import ProcessingEnv
-
-    p = make_processing(ctx, kind, request)
-
-    def work(job):
-        loaded = startup.current_model(ctx)
-        p.sd_model = loaded.model
-        p.env = ProcessingEnv.from_context(ctx, job=job)
-        processed = ui.run_script(p, script_values)
-        return processed if processed is not None else processing.process_images(p)
-
+    params = ui_params(request)
+    overrides = infotext.override_settings_from_texts(params.pop("override_settings", None) or [])
+    gen_request = GenerationRequest(kind, params, override_settings=overrides,
+                                    ui_script_args=list(script_values) if script_values else None)
     previews = ctx.opts.live_previews_enable
-    for kind_, value, preview in generation.run_job(ctx, kind, work):  # preview: the job when done
+    for kind_, value, preview in generation.run_job(ctx, gen_request):  # preview: the job when done
         if kind_ == "progress":
             yield (gr.skip(), gr.skip(), gr.skip(), value,
                    gr.update(value=preview, visible=True) if previews and preview is not None else gr.skip(),
                    gr.skip())
         else:
             tmp = Path(tempfile.mkdtemp(prefix="gallery-", dir=ui.tmp_dir))
-            files, infotext, seeds = generation.gallery_outputs(value, tmp)
+            files, first_infotext, seeds = generation.gallery_outputs(value, tmp)
             info = (generation.interrupted_html(preview) + generation.comments_html(value)
                     + f"<p>{generation.wait_seconds(t0)}</p>")
-            yield files, infotext, info, "", gr.update(value=None, visible=False), seeds
+            yield files, first_infotext, info, "", gr.update(value=None, visible=False), seeds
 
 
 def wire_common(ctx: AppContext, ui, tab: str, prompt: widgets.PromptRow, seed: widgets.SeedRow,

@@ -6,11 +6,16 @@ import html
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import gradio as gr
 
+from modules import startup
 from modules.context import AppContext
+from modules.processing import hires
+from modules.sampling.samplers import SAMPLERS
+from modules.sampling.schedules import SCHEDULERS
+from webui.ui import scripts_ui
 
 
 @dataclass
@@ -30,21 +35,16 @@ class UiState:
 
     @classmethod
     def from_context(cls, ctx: AppContext) -> "UiState":
-        from modules.processing.hires import upscaler_names
-        from modules.sampling.samplers import SAMPLERS
-        from modules.sampling.schedules import SCHEDULERS
         tmp = Path(tempfile.gettempdir()) / "sdwebui"
         tmp.mkdir(exist_ok=True)
-        scripts = ctx.services.get("scripts")
+        scripts = ctx.services.scripts
         ext_tabs = []
         if scripts is not None:
-            from webui.ui import scripts_ui
             scripts.set_ui_sandbox(scripts_ui.sandbox)
             # extensions' on_ui_tabs build their own gr.Blocks: that must happen outside the page's
             ext_tabs = scripts.ui_tabs()
-        from modules.startup import native_size
         return cls(ctx, [s.name for s in SAMPLERS], [s.label for s in SCHEDULERS],
-                   upscaler_names(ctx.services.get("upscalers")), tmp, ext_tabs, native_size(ctx))
+                   hires.upscaler_names(ctx.services.upscalers), tmp, ext_tabs, startup.native_size(ctx))
 
     # -- lists -----------------------------------------------------------------------------------
     def checkpoint_titles(self) -> list[str]:
@@ -63,7 +63,7 @@ class UiState:
 
     # -- prompts ---------------------------------------------------------------------------------
     def styles(self):
-        return self.ctx.services.get("styles")
+        return self.ctx.services.styles
 
     def style_names(self) -> list[str]:
         styles = self.styles()
@@ -91,33 +91,24 @@ class UiState:
         return gr.update(choices=self.style_names()), ""
 
     def token_counter_html(self, text: str) -> str:
-        count: Callable | None = self.ctx.services.get("count_tokens")
-        if count is None:
+        if self.ctx.models is None:
             return ""
         try:
-            used, limit = count(self.ctx, text or "")
+            used, limit = startup.count_tokens(self.ctx, text or "")
         except Exception as e:  # a counter must never break typing
             return f"<span title='{html.escape(str(e))}'>?/75</span>"
         return f"<span class='token-counter{' over' if used > limit else ''}'>{used}/{limit}</span>"
 
     # -- scripts (extensions) --------------------------------------------------------------------
     def scripts_runner(self, is_img2img: bool):
-        scripts = self.ctx.services.get("scripts")
+        scripts = self.ctx.services.scripts
         return scripts.runner(is_img2img) if scripts is not None else None
 
     def scripts_block(self, tab: str, is_img2img: bool) -> ScriptsBlock:
         runner = self.scripts_runner(is_img2img)
         if runner is None:
             return ScriptsBlock([])
-        from webui.ui import scripts_ui
         return ScriptsBlock(scripts_ui.create_ui(runner, tab))
-
-    def run_script(self, p, values: list) -> Any:
-        """The selected dropdown script's run(); None = no script chosen, run the normal pipeline."""
-        runner = self.scripts_runner(getattr(p, "is_img2img", False))
-        if runner is None:
-            return None
-        return runner.run_from_ui(p, values)
 
     # -- tabs ------------------------------------------------------------------------------------
     def optional_tabs(self) -> list[tuple[str, str, Callable]]:
@@ -138,10 +129,10 @@ class UiState:
     @staticmethod
     def css(ctx: AppContext) -> str:
         base = ".token-counter.over { color: #d33; } .comments { color: #b60; margin: 0; }"
-        scripts = ctx.services.get("scripts")
+        scripts = ctx.services.scripts
         return base + ("\n" + scripts.css() if scripts is not None else "")
 
     @staticmethod
     def head(ctx: AppContext) -> str:
-        scripts = ctx.services.get("scripts")
+        scripts = ctx.services.scripts
         return scripts.javascript() if scripts is not None else ""

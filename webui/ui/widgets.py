@@ -99,6 +99,7 @@ class SeedRow:
     seed_resize_from_w: gr.Slider
     seed_resize_from_h: gr.Slider
     reuse: gr.Button
+    override_settings: gr.Dropdown  # A1111's "Override settings": "Clip skip: 2" entries from a pasted infotext
 
 
 def seed_row(tab: str) -> SeedRow:
@@ -116,8 +117,13 @@ def seed_row(tab: str) -> SeedRow:
                                  elem_id=f"{tab}_seed_resize_from_w")
             resize_h = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from height",
                                  elem_id=f"{tab}_seed_resize_from_h")
+    # filled by pasting an infotext (PNG Info's "send to"), shown only then; the job applies these settings
+    override = gr.Dropdown(label="Override settings", choices=[], value=[], multiselect=True, visible=False,
+                           elem_id=f"{tab}_override_settings")
+    override.change(lambda v: gr.update(visible=bool(v)), inputs=override, outputs=override,
+                    show_progress="hidden", api_visibility="private", queue=False)
     random_seed.click(lambda: -1, outputs=seed, show_progress="hidden", api_visibility="private")
-    return SeedRow(seed, subseed, subseed_strength, resize_w, resize_h, reuse)
+    return SeedRow(seed, subseed, subseed_strength, resize_w, resize_h, reuse, override)
 
 
 @dataclass
