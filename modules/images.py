@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageColor
 
-from modules.image_metadata import encode_image, read_info_from_image  # noqa: F401 - re-exported
+from modules.image_metadata import encode_image, read_info_from_image, storable_text  # noqa: F401 - re-exported
 
 INVALID_FILENAME_CHARS = '#<>:"/\\|?*\n\r\t'
 MAX_FILENAME_PART_LENGTH = 128
@@ -33,7 +33,7 @@ def sanitize_filename_part(text: str | None, replace_spaces: bool = True) -> str
         return None
     if replace_spaces:
         text = text.replace(" ", "_")
-    text = text.translate({ord(c): "_" for c in INVALID_FILENAME_CHARS})
+    text = storable_text(text).translate({ord(c): "_" for c in INVALID_FILENAME_CHARS})
     return text.lstrip(" ")[:MAX_FILENAME_PART_LENGTH].rstrip(" .")
 
 

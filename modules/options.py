@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from modules.atomic import atomic_write_text, backup_corrupt
+from modules.atomic import atomic_write_text, read_json_object
 
 
 class OptionError(ValueError):
@@ -264,17 +264,11 @@ class Options:
     # -- persistence -----------------------------------------------------------------------------
     def load(self) -> "Options":
         """Read config.json; unknown keys (extensions' settings) are kept as they are."""
-        if self.path is None or not self.path.exists():
+        if self.path is None:
             return self
-        try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-            if not isinstance(raw, dict):
-                raise ValueError("the top level is not an object")
-        except (ValueError, UnicodeDecodeError) as e:
-            backup = backup_corrupt(self.path)
-            self.warnings.append(f"{self.path.name} could not be read ({e}); it was kept as {backup.name} "
-                                 "and the default settings are used")
-            return self
+        raw, warning = read_json_object(self.path)
+        if warning:
+            self.warnings.append(f"{warning} and the default settings are used")
         for key, value in raw.items():
             info = self.registry.get(key)
             if info is None:
