@@ -20,6 +20,7 @@ import torch
 from PIL import Image, ImageColor
 
 from modules.image_metadata import encode_image, read_info_from_image, storable_text  # noqa: F401 - re-exported
+from modules.processing.objects import ImageSaveParams
 
 INVALID_FILENAME_CHARS = '#<>:"/\\|?*\n\r\t'
 MAX_FILENAME_PART_LENGTH = 128
@@ -195,7 +196,6 @@ def save_image(image: Image.Image, path, basename: str = "", seed=None, prompt: 
         pnginfo["parameters"] = info
     params = None
     if callbacks is not None and (callbacks.on_before_image_saved or callbacks.on_image_saved):
-        from modules.processing.objects import ImageSaveParams
 
         params = ImageSaveParams(image, p, "", pnginfo)
         for callback in callbacks.on_before_image_saved:

@@ -12,10 +12,14 @@ from modules import devices
 from modules.conditioning import make_conditioner
 from modules.context import AppContext
 from modules.embeddings import EmbeddingDatabase
+from modules.ldm.clip_text import shared_tokenizer
+from modules.ldm.config import load_config
 from modules.lora import LoraDatabase, LoraExtraNetworks
 from modules.models.catalog import CheckpointCatalog, HashCache
 from modules.models.manager import LoadedCheckpoint, ModelManager
 from modules.models.vae import VaeCatalog
+from modules.plugins.manager import load_extensions as load_extension_system
+from modules.prompt_parser import parse_prompt_attention
 from modules.styles import StyleDatabase
 from modules.x4_service import X4Upscaler
 
@@ -74,7 +78,6 @@ def native_size(ctx: AppContext) -> int:
         return 512
     yaml = Path(info.filename).with_suffix(".yaml")
     try:
-        from modules.ldm.config import load_config
         params = load_config(yaml)["model"]["params"]
         ch_mult = params["first_stage_config"]["params"]["ddconfig"]["ch_mult"]
         return int(params["image_size"]) * 2 ** (len(ch_mult) - 1)
@@ -100,8 +103,6 @@ def count_tokens(ctx: AppContext, text: str) -> tuple[int, int]:
     """The UI's "used/75" counter, with the loaded model's tokenizer and embeddings."""
     loaded = ctx.models.current if ctx.models else None
     if loaded is None:  # still loading: count plain tokens (no embeddings known yet)
-        from modules.ldm.clip_text import shared_tokenizer
-        from modules.prompt_parser import parse_prompt_attention
         words = " ".join(t for t, w in parse_prompt_attention(text) if w != -1)
         used = len(shared_tokenizer().encode(words))
         return used, max(1, -(-used // 75)) * 75
@@ -128,8 +129,7 @@ def attach_engine(ctx: AppContext, preload: bool = True, load_extensions: bool =
     ctx.models = create_model_manager(ctx)
     attach_services(ctx)
     if load_extensions:
-        from modules.plugins.manager import load_extensions as load
-        load(ctx)  # before the preload, so a model loaded at start reaches on_model_loaded
+        load_extension_system(ctx)  # before the preload, so a model loaded at start reaches on_model_loaded
     if preload:
         def _load():
             try:

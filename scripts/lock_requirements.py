@@ -19,7 +19,7 @@ UNUSED = {"wandb", "accelerate", "kornia", "kornia-rs", "cwevals", "distro", "pl
 APP_ROOTS = ["gradio", "fastapi", "uvicorn", "torch", "torchvision", "open-clip-torch", "safetensors", "pillow",
              "numpy", "omegaconf", "setuptools", "k-diffusion", "psutil", "piexif", "lark"]
 # Test-only roots; their dependencies that the app does not already have join the test file.
-TEST_ROOTS = ["pytest", "hypothesis", "diffusers", "transformers", "playwright", "pytest-timeout"]
+TEST_ROOTS = ["pytest", "hypothesis", "diffusers", "transformers", "playwright", "pytest-timeout", "ruff"]
 
 
 def norm(name):

@@ -20,6 +20,7 @@ import torch
 
 from modules import devices
 from modules.models.catalog import CheckpointCatalog, CheckpointInfo, HashCache
+from modules.models.loader import load_checkpoint
 from modules.models.vae import AUTOMATIC, VaeCatalog, VaeInfo, read_vae_state_dict, swap_vae
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,6 @@ Loader = Callable[..., tuple]  # (path, device=, dtype=, dtype_vae=) -> (model, 
 
 
 def _default_loader(path, device, dtype, dtype_vae):
-    from modules.models.loader import load_checkpoint
-
     result = load_checkpoint(path, device=device, dtype=dtype, dtype_vae=dtype_vae)
     return result.model, result.config
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from modules import images, infotext
 from modules.devices import OutOfMemory, free_memory
 from modules.processing import vae
 from modules.processing.img2img import init_img2img, sample_img2img
@@ -116,8 +117,6 @@ def _previewer(p):
         return None
     if opts.show_progress_type == "Full":
         return lambda latent: vae.tensor_to_pil(vae.decode(p.sd_model, latent, check_nans=False))[0]
-    from modules import images
-
     return lambda latent: images.approx_latent_preview(latent, p.sd_model)
 
 
@@ -216,8 +215,6 @@ def create_infotext(p, all_prompts=None, all_seeds=None, all_subseeds=None, comm
                     all_negative_prompts=None) -> str:
     """The PNG "parameters" text of one image: A1111's signature (extensions call it), or simply
     create_infotext(p, index=i) for image i of the job."""
-    from modules import infotext
-
     if isinstance(all_prompts, int) and index is None:  # create_infotext(p, i)
         index, all_prompts = all_prompts, None
     if index is None:
@@ -238,15 +235,12 @@ def fix_seed(p) -> None:
 def _outdir(p, kind: str) -> Path:
     explicit = p.outpath_samples if kind == "samples" else p.outpath_grids
     key = f"outdir_{'img2img' if p.is_img2img else 'txt2img'}_{kind}"
-    from modules import images
     return images.output_dir(p.opts, key, p.env.data_dir, explicit)
 
 
 def _maybe_save(p, image, index: int, text: str) -> None:
     if p.do_not_save_samples or not p.opts.samples_save:
         return
-    from modules import images
-
     images.save_image(image, _outdir(p, "samples"), seed=p.all_seeds[index], prompt=p.all_prompts[index],
                       info=text, opts=p.opts, p=p, callbacks=p.env.callbacks)
 
@@ -254,8 +248,6 @@ def _maybe_save(p, image, index: int, text: str) -> None:
 def _make_result(p, output_images: list, infotexts: list) -> Processed:
     index_of_first_image = 0
     if len(output_images) > 1 and (p.opts.return_grid or p.opts.grid_save):
-        from modules import images
-
         grid = images.image_grid(output_images, batch_size=p.batch_size)
         text = infotexts[0]
         if p.opts.return_grid:

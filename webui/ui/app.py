@@ -7,7 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 from modules.context import AppContext
-from webui.ui import top_bar
+from webui.ui import img2img, png_info, settings, top_bar, txt2img
 from webui.ui.ui_state import UiState
 
 
@@ -17,7 +17,6 @@ def create_ui(ctx: AppContext) -> gr.Blocks:
     with gr.Blocks(title="Stable Diffusion") as demo:
         status = top_bar.create(ctx, ui)
         with gr.Tabs(elem_id="tabs") as tab_set:
-            from webui.ui import img2img, png_info, settings, txt2img
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
                 tabs["txt2img"] = txt2img.create_tab(ctx, ui)
             with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"):

@@ -15,7 +15,7 @@ from modules.context import AppContext
 from modules.processing import hires
 from modules.sampling.samplers import SAMPLERS
 from modules.sampling.schedules import SCHEDULERS
-from webui.ui import scripts_ui
+from webui.ui import depth2img, extensions_tab, extras, scripts_ui, send_to
 
 
 @dataclass
@@ -112,18 +112,15 @@ class UiState:
 
     # -- tabs ------------------------------------------------------------------------------------
     def optional_tabs(self) -> list[tuple[str, str, Callable]]:
-        from webui.ui import depth2img, extras
         return [("depth2img", "tab_depth2img", depth2img.create_tab), ("Extras", "tab_extras", extras.create_tab)]
 
     def extension_tabs(self) -> list[tuple[str, str, Callable]]:
         return list(self.ext_tabs)
 
     def extensions_tab(self, ctx: AppContext) -> None:
-        from webui.ui import extensions_tab
         extensions_tab.create_tab(ctx)
 
     def wire_send_to(self, tabs: dict, tab_set: gr.Tabs) -> None:
-        from webui.ui import send_to
         send_to.wire(self, tabs, tab_set)
 
     @staticmethod
