@@ -40,7 +40,7 @@ def create_model_manager(ctx: AppContext, ckpt_dirs=None) -> ModelManager:
     vaes = VaeCatalog(ctx.paths.vae_dir, ckpt_dirs)
     manager = ModelManager(catalog, device=policy.device, dtype_unet=policy.dtype_unet,
                            dtype_vae=policy.dtype_vae, max_loaded=ctx.opts.sd_checkpoints_limit,
-                           vae_catalog=vaes, vae_choice=ctx.opts.sd_vae)
+                           vae_catalog=vaes, vae_choice=ctx.opts.sd_vae, offload=policy.offload)
     manager.refresh()
     return manager
 
