@@ -12,11 +12,13 @@ from modules import devices
 from modules.conditioning import make_conditioner
 from modules.context import AppContext
 from modules.embeddings import EmbeddingDatabase
+from modules.face_restoration.service import FaceRestorers
 from modules.lora import LoraDatabase, LoraExtraNetworks
 from modules.models.catalog import CheckpointCatalog, HashCache
 from modules.models.manager import LoadedCheckpoint, ModelManager
 from modules.models.vae import VaeCatalog
 from modules.styles import StyleDatabase
+from modules.upscaler_models import ModelUpscalers
 from modules.x4_service import X4Upscaler
 
 log = logging.getLogger("sdwebui")
@@ -120,6 +122,9 @@ def attach_services(ctx: AppContext) -> None:
     services.lora = loras
     services.extra_networks = LoraExtraNetworks(loras)
     services.upscalers.register(X4Upscaler(ctx).entry())
+    services.model_upscalers = ModelUpscalers(ctx)
+    services.model_upscalers.refresh()
+    services.face_restorers = FaceRestorers(ctx)
 
 
 def attach_engine(ctx: AppContext, preload: bool = True, load_extensions: bool = True) -> None:
