@@ -41,6 +41,7 @@ class FaceRestorers:
     def __init__(self, ctx, detector_url: str | None = DETECTOR_URL):
         self.ctx = ctx
         self.detector_url = detector_url
+        self.detect_size: int | None = 640  # the short side faces are looked for at (facexlib's resize=640)
         self._lock = threading.Lock()
         self._models: dict[str, object] = {}
         self._detector: retinaface.RetinaFace | None = None
@@ -159,7 +160,7 @@ class FaceRestorers:
         self.check(name)
         with self._lock:
             image = image.convert("RGB")
-            faces = retinaface.detect(self.detector(), np.asarray(image))
+            faces = retinaface.detect(self.detector(), np.asarray(image), resize=self.detect_size)
             for face in faces:
                 crop, matrix = align.crop_face(image, face.landmarks)
                 image = align.paste_face(image, self.restore_crop(name, crop, weight), matrix)
