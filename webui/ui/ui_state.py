@@ -115,6 +115,11 @@ class UiState:
         from webui.ui import depth2img, extras
         return [("depth2img", "tab_depth2img", depth2img.create_tab), ("Extras", "tab_extras", extras.create_tab)]
 
+    def tool_tabs(self) -> list[tuple[str, str, Callable]]:
+        """After PNG Info, as in A1111."""
+        from webui.ui import merger, train
+        return [("Checkpoint Merger", "tab_modelmerger", merger.create_tab), ("Train", "tab_train", train.create_tab)]
+
     def extension_tabs(self) -> list[tuple[str, str, Callable]]:
         return list(self.ext_tabs)
 
