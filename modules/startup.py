@@ -12,6 +12,7 @@ from modules import devices
 from modules.conditioning import make_conditioner
 from modules.context import AppContext
 from modules.embeddings import EmbeddingDatabase
+from modules.face_restoration.service import FaceRestorers
 from modules.ldm.clip_text import shared_tokenizer
 from modules.ldm.config import load_config
 from modules.lora import LoraDatabase, LoraExtraNetworks
@@ -21,6 +22,7 @@ from modules.models.vae import VaeCatalog
 from modules.plugins.manager import load_extensions as load_extension_system
 from modules.prompt_parser import parse_prompt_attention
 from modules.styles import StyleDatabase
+from modules.upscaler_models import ModelUpscalers
 from modules.x4_service import X4Upscaler
 
 log = logging.getLogger("sdwebui")
@@ -121,6 +123,9 @@ def attach_services(ctx: AppContext) -> None:
     services.lora = loras
     services.extra_networks = LoraExtraNetworks(loras)
     services.upscalers.register(X4Upscaler(ctx).entry())
+    services.model_upscalers = ModelUpscalers(ctx)
+    services.model_upscalers.refresh()
+    services.face_restorers = FaceRestorers(ctx)
 
 
 def attach_engine(ctx: AppContext, preload: bool = True, load_extensions: bool = True) -> None:

@@ -129,6 +129,8 @@ def _steps_per_image(p) -> int:
 
 def _process_images_inner(p) -> Processed:
     _check_request(p)
+    if p.restore_faces is None:  # A1111: the request did not say, the setting decides
+        p.restore_faces = bool(p.opts.face_restoration)
     p.sampler, p.scheduler_info = samplers.resolve_sampler_and_scheduler(p.sampler_name, p.scheduler)
     p.sampler_name, p.scheduler = p.sampler.name, p.scheduler_info.label
     setup_prompts(p)
@@ -196,10 +198,13 @@ def _run_batch(p, n: int, encoder, cache: CondCache, hr_cache: CondCache) -> tor
 
 
 def _finish_images(p, images: torch.Tensor) -> list:
-    """Tensor -> PIL, scripts' postprocess_image, inpainting overlay (original pixels outside the mask)."""
+    """Tensor -> PIL, face restoration, scripts' postprocess_image, inpainting overlay (original pixels
+    outside the mask): A1111's order."""
     out = []
     for i, image in enumerate(vae.tensor_to_pil(images)):
         p.batch_index = i
+        if p.restore_faces:
+            image = _restore_faces(p, image)
         pp = PostprocessImageArgs(image)
         _call_script(p, "postprocess_image", pp)
         image = pp.image
@@ -208,6 +213,15 @@ def _finish_images(p, images: torch.Tensor) -> list:
             image = apply_overlay(image, getattr(p, "paste_to", None), overlays[i % len(overlays)])
         out.append(image)
     return out
+
+
+def _restore_faces(p, image):
+    restorer = p.env.face_restorer
+    if restorer is None:
+        raise ValueError("face restoration is not available here: no face restorer is attached")
+    if p.job is not None:
+        p.job.textinfo = "Restoring faces"
+    return restorer.restore(image)
 
 
 def create_infotext(p, all_prompts=None, all_seeds=None, all_subseeds=None, comments=None, iteration: int = 0,
