@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
@@ -29,7 +28,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import torch
 from safetensors import SafetensorError, safe_open
 
-from modules import model_family, sd3_detect, sd_detect
+from modules import model_family, sd3_detect
 from modules.ldm.mmdit import MMDiTConfig
 from modules.ldm.sd3 import ENCODER_PREFIX, SD3, SD3Config, build_sd3
 from modules.ldm.t5_tokenizer import T5Tokenizer
@@ -317,16 +316,3 @@ def _t5_notes(in_file, chosen, tokenizer, dirs) -> list[str]:
                 f"the context is zero). To use T5, {T5_TOKENIZER_HELP} ({where})."]
     return []
 
-
-def read_header_family(path: str | Path) -> Optional[str]:
-    """The family title of a checkpoint from its safetensors header alone (the catalog's cheap look)."""
-    if os.path.splitext(str(path))[1].lower() != ".safetensors":
-        return None
-    try:
-        shapes, _ = _header(Path(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError):
-        return None
-    try:
-        return sd_detect.detect(shapes, filename=Path(path).name).family
-    except ValueError:
-        return None

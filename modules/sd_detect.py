@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 import torch
+from safetensors import SafetensorError, safe_open
 
 from modules import model_family, sd3_detect
 
@@ -137,6 +138,24 @@ def detect(state_dict_or_shapes: Mapping, families: tuple[Family, ...] = FAMILIE
         "not supported yet: this does not look like a Stable Diffusion v1/v2 checkpoint "
         f"(input channels {_in_channels(s)}, first keys: {first}). If it is one, put a yaml config "
         "with the checkpoint's name beside it.")
+
+
+def file_family(path: str | Path) -> str | None:
+    """What a .safetensors checkpoint is ("SD 1.x", "SD3.5 Medium (no text encoders in the file)", ...),
+    from its header alone (shapes; no tensor is read): the catalog shows it. None when it cannot be told
+    (a .ckpt, an unreadable or unsupported file)."""
+    if Path(path).suffix.lower() != ".safetensors":
+        return None
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        detection = detect(shapes, filename=Path(path).name)
+    except (SafetensorError, OSError, ValueError, RuntimeError, OverflowError):  # any damaged header
+        return None
+    family = model_family.for_config(detection.config)
+    if detection.kind == "sd3" or family is None:
+        return detection.family
+    return family.title + (" or " + model_family.for_config(detection.v_config).title if detection.v_config else "")
 
 
 def yaml_beside(checkpoint: str | Path) -> Path | None:

@@ -81,7 +81,7 @@ def write_encoder(path: Path, model: SD3, name: str, dtype: torch.dtype | None =
     return path
 
 
-def train_t5_tokenizer(folder: Path, vocab_size: int = 100) -> Path:
+def train_t5_tokenizer(folder: Path, vocab_size: int = 60) -> Path:
     """A tiny SentencePiece unigram model with T5's special ids (pad 0, </s> 1, unk 2, no BOS)."""
     import sentencepiece
 
