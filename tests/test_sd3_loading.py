@@ -258,3 +258,19 @@ def test_catalog_shows_the_family(models, reference):
     catalog = CheckpointCatalog([models / "Stable-diffusion"], HashCache(None))
     families = {info.name: info.family for info in catalog.refresh()}
     assert families == {"broken.safetensors": None, "sd3_tiny.safetensors": "SD3 (other sizes) (incl. CLIP-L, CLIP-G)"}
+
+
+def test_model_manager_loads_sd3_and_the_status_line_says_what_is_missing(models, reference):
+    from types import SimpleNamespace
+
+    from modules.model_manager import ModelManager
+    from webui.ui import top_bar
+
+    write_checkpoint(models / "Stable-diffusion" / "sd3_tiny.safetensors", reference, ("clip_l", "clip_g"))
+    catalog = CheckpointCatalog([models / "Stable-diffusion"], HashCache(None))
+    manager = ModelManager(catalog)
+    manager.refresh()
+    loaded = manager.load("sd3_tiny")
+    assert loaded.config == "sd3" and loaded.model.family.title == "SD3 (other sizes)"
+    status = top_bar.model_status(SimpleNamespace(models=manager))
+    assert "SD3 (other sizes)" in status and "T5-XXL not found" in status
