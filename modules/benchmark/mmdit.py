@@ -1,7 +1,7 @@
 """MMDiT forward benchmark: ours next to diffusers' SD3Transformer2DModel on the same random weights.
 
     python -m modules.benchmark mmdit [--family sd3.5-medium] [--size 512] [--dtypes bf16,fp32]
-                                      [--repeat 2] [--dir DIR] [--depth N]
+                                      [--repeat 2] [--dir DIR] [--depth N] [--weights FILE]
 
 Writes the family's MMDiT with random weights once (bf16 safetensors, `<dir>/<family>-mmdit.safetensors`),
 then, each in a fresh subprocess (so memory figures do not mix), loads it into ours (MMDiT, built on
@@ -10,7 +10,8 @@ given dtype and times one forward of a CFG batch of 2 at `--size` pixels (latent
 tokens as SAI's pipeline gives) after one warm-up forward; best of `--repeat`. Both run in the
 environment the app sets up (modules.process_env) on one thread. The outputs of the two are compared
 (max abs difference over the output's scale). `--depth N` keeps only the first N joint blocks (a quick
-look; the README figures are full depth). Target: ours <= 0.9x diffusers' time.
+look; the README figures are full depth). `--weights FILE`: use an SD3 checkpoint already on disk
+(e.g. the one `load --family sd3.5-medium --keep` wrote) instead. Target: ours <= 0.9x diffusers' time.
 """
 from __future__ import annotations
 
@@ -99,7 +100,8 @@ def child(impl: str, dtype_name: str, path: Path, size: int, repeat: int, out: P
     from modules.sd_state_dict import read_state_dict
 
     dtype = DTYPES[dtype_name]
-    forward, cfg = (_ours if impl == "ours" else _diffusers)(read_state_dict(path), dtype)
+    sd = {k: v for k, v in read_state_dict(path).items() if k.startswith(PREFIX)}
+    forward, cfg = (_ours if impl == "ours" else _diffusers)(sd, dtype)
     x, t, y, c = inputs(size, dtype, cfg.context_in_features, cfg.adm_in_channels)
     times = []
     with torch.no_grad():
@@ -116,7 +118,7 @@ def run(args) -> int:
     work = Path(args.dir)
     work.mkdir(parents=True, exist_ok=True)
     suffix = f"-depth{args.depth}" if args.depth else ""
-    path = work / f"{args.family}-mmdit{suffix}.safetensors"
+    path = Path(args.weights) if args.weights else work / f"{args.family}-mmdit{suffix}.safetensors"
     if not path.exists():
         start = time.perf_counter()
         write_mmdit(path, args.family, args.depth)
@@ -153,6 +155,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="timed forwards after the warm-up; the best is shown")
     parser.add_argument("--dir", default="/tmp/sd3-bench", help="where the weights file is written (kept)")
     parser.add_argument("--depth", type=int, help="only the first N joint blocks (quick look)")
+    parser.add_argument("--weights", help="an SD3 checkpoint to take the MMDiT from (instead of writing one)")
     parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
