@@ -37,10 +37,10 @@ class LoadedCheckpoint:
 Loader = Callable[..., tuple]  # (path, device=, dtype=, dtype_vae=) -> (model, config)
 
 
-def _default_loader(path, device, dtype, dtype_vae):
+def _default_loader(path, device, dtype, dtype_vae, **options):
     from modules.sd_models import load_checkpoint
 
-    result = load_checkpoint(path, device=device, dtype=dtype, dtype_vae=dtype_vae)
+    result = load_checkpoint(path, device=device, dtype=dtype, dtype_vae=dtype_vae, **options)
     return result.model, result.config
 
 
@@ -49,7 +49,9 @@ class ModelManager:
                  dtype_unet: torch.dtype = torch.float32, dtype_vae: torch.dtype = torch.float32,
                  max_loaded: int = 1, vae_catalog: VaeCatalog | None = None, vae_choice: str = AUTOMATIC,
                  callbacks: list[Callable[[LoadedCheckpoint], None]] | None = None,
-                 loader: Loader = _default_loader):
+                 loader: Loader = _default_loader, text_encoder_device: torch.device | str | None = None):
+        """text_encoder_device: where SD3's text encoders wait between prompts (the CPU under
+        --medvram/--lowvram on a GPU; None = with the model)."""
         if max_loaded < 1:
             raise ValueError(f"max_loaded must be at least 1, not {max_loaded}")
         self.catalog = catalog
@@ -60,6 +62,7 @@ class ModelManager:
         self.vae_choice = vae_choice
         self.callbacks = list(callbacks or [])
         self.loader = loader
+        self.text_encoder_device = text_encoder_device
         self.lock = threading.RLock()
         self._loaded: OrderedDict[str, LoadedCheckpoint] = OrderedDict()  # filename -> loaded, LRU last
 
@@ -172,8 +175,9 @@ class ModelManager:
     # --- internals --------------------------------------------------------------------------------
     def _read(self, info: CheckpointInfo) -> LoadedCheckpoint:
         with devices.oom_guard(f"loading {info.name}"):
+            options = {} if self.text_encoder_device is None else {"text_encoder_device": self.text_encoder_device}
             model, config = self.loader(info.filename, device=self.device, dtype=self.dtype_unet,
-                                        dtype_vae=self.dtype_vae)
+                                        dtype_vae=self.dtype_vae, **options)
         loaded = LoadedCheckpoint(info=info, model=model, config=str(config))
         log.info("loaded %s (config %s)", info.title, config)
         for callback in list(self.callbacks):

@@ -29,9 +29,11 @@ def create_model_manager(ctx: AppContext, ckpt_dirs=None) -> ModelManager:
     log.info("%s", devices.describe(policy))
     catalog = CheckpointCatalog(ckpt_dirs, HashCache(ctx.paths.cache_file))
     vaes = VaeCatalog(ctx.paths.vae_dir, ckpt_dirs)
+    low_vram = getattr(ctx.args, "medvram", False) or getattr(ctx.args, "lowvram", False)
     manager = ModelManager(catalog, device=policy.device, dtype_unet=policy.dtype_unet,
                            dtype_vae=policy.dtype_vae, max_loaded=ctx.opts.sd_checkpoints_limit,
-                           vae_catalog=vaes, vae_choice=ctx.opts.sd_vae)
+                           vae_catalog=vaes, vae_choice=ctx.opts.sd_vae,
+                           text_encoder_device="cpu" if low_vram and policy.device.type != "cpu" else None)
     manager.refresh()
     return manager
 

@@ -274,3 +274,15 @@ def test_model_manager_loads_sd3_and_the_status_line_says_what_is_missing(models
     assert loaded.config == "sd3" and loaded.model.family.title == "SD3 (other sizes)"
     status = top_bar.model_status(SimpleNamespace(models=manager))
     assert "SD3 (other sizes)" in status and "T5-XXL not found" in status
+
+
+def test_manager_keeps_sd3_text_encoders_on_the_offload_device(models, reference):
+    """--medvram/--lowvram on a GPU: the manager asks for the text encoders on the CPU ("meta" here
+    stands for it, the model itself staying on the CPU)."""
+    from modules.model_manager import ModelManager
+
+    write_checkpoint(models / "Stable-diffusion" / "sd3_tiny.safetensors", reference, ("clip_l", "clip_g"))
+    manager = ModelManager(CheckpointCatalog([models / "Stable-diffusion"], HashCache(None)), text_encoder_device="meta")
+    manager.refresh()
+    model = manager.load("sd3_tiny").model
+    assert model.text_encoder_offload == torch.device("meta") and next(model.text_encoders.parameters()).is_meta

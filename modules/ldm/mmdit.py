@@ -148,30 +148,14 @@ class SelfAttention(nn.Module):
         return q, k, v
 
 
-# Tokens per MLP chunk on the CPU: the [tokens, 4H] intermediate of a whole 512x512 CFG batch (fp32:
-# 50 MB) is above glibc's largest mmap threshold, a fresh page-faulting mapping at every block; per-image
-# chunks of 1024 tokens (25 MB) come from the heap, and the GELU runs in place on them. Rows are
-# independent, so the result does not depend on the chunking (same idea as attention.FeedForward).
-MLP_CHUNK_TOKENS = 1024
-
-
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
         self.fc2 = nn.Linear(hidden, dim)
 
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(torch.ops.aten.gelu_(self.fc1(x), approximate="tanh"))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or torch.is_grad_enabled() or x.shape[0] * x.shape[1] <= MLP_CHUNK_TOKENS:
-            return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
-        out = torch.empty_like(x)
-        for b in range(x.shape[0]):
-            for start in range(0, x.shape[1], MLP_CHUNK_TOKENS):
-                out[b, start:start + MLP_CHUNK_TOKENS] = self._run(x[b, start:start + MLP_CHUNK_TOKENS])
-        return out
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
 
 
 class DismantledBlock(nn.Module):
