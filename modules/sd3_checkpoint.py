@@ -66,8 +66,8 @@ class EncoderFile:
 
     @property
     def width(self) -> int:
-        return self.shapes[self.prefix + (CLIP_KEY if self.kind == "clip" else "shared.weight"
-                                          if self.prefix + "shared.weight" in self.shapes else "encoder.embed_tokens.weight")][1]
+        """CLIP: the hidden width; T5: d_model."""
+        return self.shapes[self.prefix + (CLIP_KEY if self.kind == "clip" else T5_KEY)][1]
 
     @property
     def projection(self) -> Optional[int]:
@@ -82,17 +82,21 @@ def _header(path: Path) -> tuple[dict[str, tuple], set[str]]:
     return shapes, dtypes
 
 
+ENCODER_FILE_PREFIXES = ("", "transformer.")  # separate encoder files: bare transformers keys, or one wrapper
+
+
 def classify(path: Path) -> Optional[EncoderFile]:
-    """A CLIP (transformers layout) or T5 encoder file, from its header; None for anything else.
-    Raises ValueError for a file that cannot be read."""
+    """A separate CLIP (transformers layout) or T5 encoder file, from its header; None for anything else
+    (whole checkpoints included: their encoders are not taken apart). Raises ValueError for a file that
+    cannot be read."""
     try:
         shapes, dtypes = _header(path)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise ValueError(f"{path.name} in {path.parent} cannot be read ({e}); download it again") from e
     for key, kind in ((CLIP_KEY, "clip"), (T5_KEY, "t5")):
-        found = next((k for k in shapes if k.endswith(key)), None)
-        if found is not None:
-            return EncoderFile(path, kind, shapes, found[: -len(key)], fp8=any("F8" in d for d in dtypes))
+        for prefix in ENCODER_FILE_PREFIXES:
+            if prefix + key in shapes:
+                return EncoderFile(path, kind, shapes, prefix, fp8=any("F8" in d for d in dtypes))
     return None
 
 

@@ -286,3 +286,12 @@ def test_manager_keeps_sd3_text_encoders_on_the_offload_device(models, reference
     manager.refresh()
     model = manager.load("sd3_tiny").model
     assert model.text_encoder_offload == torch.device("meta") and next(model.text_encoders.parameters()).is_meta
+
+
+def test_encoders_inside_other_checkpoints_are_not_taken(models, reference):
+    """A v1 checkpoint or an all-in-one SD3 file beside the model holds a CLIP too: not a source."""
+    other = write_checkpoint(models / "Stable-diffusion" / "other_sd3_incl_clips.safetensors", reference, ("clip_l", "clip_g"))
+    path = write_checkpoint(models / "Stable-diffusion" / "sd3.5_medium.safetensors", reference)
+    assert other.exists()
+    with pytest.raises(ValueError, match="without its CLIP-L and CLIP-G"):
+        load(path)

@@ -49,14 +49,8 @@ class SD3CLIP(TextEncoder):
         -> (penultimate hidden state without the final LayerNorm [B, 77, C], pooled [B, C or proj])."""
         tm = self.transformer.text_model
         ids = ids.to(tm.final_layer_norm.weight.device)
-        x = self.embed_tokens(ids) if inputs_embeds is None else inputs_embeds
-        self._check_length(x)
-        x = x + tm.embeddings.position_embedding(torch.arange(x.shape[1], device=x.device))
-        *first, last = tm.encoder.layers
-        for layer in first:
-            x = layer(x)
-        penultimate = x
-        final = tm.final_layer_norm(last(x))
+        penultimate = self.encode_embeddings(self.embed_tokens(ids) if inputs_embeds is None else inputs_embeds)
+        final = tm.final_layer_norm(tm.encoder.layers[-1](penultimate))
         eos = (ids == ID_END).int().argmax(dim=-1)  # the first EOS (CLIP-L pads with EOS too)
         pooled = final[torch.arange(final.shape[0], device=final.device), eos]
         if hasattr(self.transformer, "text_projection"):
@@ -64,7 +58,15 @@ class SD3CLIP(TextEncoder):
         return penultimate, pooled
 
     def encode_embeddings(self, inputs_embeds: torch.Tensor, clip_skip: int = 1) -> torch.Tensor:
-        raise ValueError("SD3's CLIP needs token ids for its pooled output: use hidden_and_pooled(ids, inputs_embeds)")
+        """inputs_embeds [B, T, C] -> the context part [B, T, C]: the hidden state before the last layer,
+        without the final LayerNorm (SD3's fixed choice; clip_skip does not apply). The pooled vector
+        needs the token ids: hidden_and_pooled."""
+        tm = self.transformer.text_model
+        self._check_length(inputs_embeds)
+        x = inputs_embeds + tm.embeddings.position_embedding(torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device))
+        for layer in tm.encoder.layers[:-1]:
+            x = layer(x)
+        return x
 
 
 class T5XXL(nn.Module):
