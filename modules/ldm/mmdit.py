@@ -112,7 +112,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, x.shape[-1:], self.weight.to(x.dtype), self.eps)
+        # x * rsqrt(mean(x^2) + eps) * weight, the mean from an fp32 vector norm: on the CPU 2x faster in
+        # bf16 than F.rms_norm (which upcasts the whole strided q/k view; measured 12.9 vs 24.7 ms per block)
+        ms = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32).square_().div_(x.shape[-1])
+        return x * torch.rsqrt(ms.add_(self.eps)).to(x.dtype) * self.weight.to(x.dtype)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -185,7 +188,10 @@ class DismantledBlock(nn.Module):
 
     def post_attention(self, x: torch.Tensor, attn: torch.Tensor, attn2: Optional[torch.Tensor], mods) -> torch.Tensor:
         _, _, gate_msa, shift_mlp, scale_mlp, gate_mlp = mods[:6]
-        x = torch.addcmul(x, gate_msa.unsqueeze(1), self.attn.proj(attn))  # x + gate * proj(attn), one pass
+        # attn is this stream's slice of the joint output: rows contiguous, batches not. As such a view
+        # the projection runs as a batched matmul, 2.3x slower in bf16 on the CPU than one GEMM on a
+        # contiguous copy (measured [2, 1024, 1536] x [1536, 1536]: 23.6 vs 10.2 ms; fp32 the same)
+        x = torch.addcmul(x, gate_msa.unsqueeze(1), self.attn.proj(attn.contiguous()))  # x + gate * proj(attn)
         if attn2 is not None:
             x = torch.addcmul(x, mods[8].unsqueeze(1), self.attn2.proj(attn2))
         return torch.addcmul(x, gate_mlp.unsqueeze(1), self.mlp(modulate(layer_norm(x), shift_mlp, scale_mlp)))
