@@ -29,8 +29,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from modules import model_family, sd3_detect
+from modules.ldm.clip_text import TextConfig
 from modules.ldm.mmdit import MMDiTConfig
-from modules.ldm.sd3 import ENCODER_PREFIX, SD3, SD3Config, build_sd3
+from modules.ldm.sd3 import ENCODER_PREFIX, SD3, SD3_VAE, SD3Config, build_sd3
+from modules.ldm.sd3_text import CLIP_G_DEFAULTS, CLIP_L_DEFAULTS
+from modules.ldm.t5 import T5Config
 from modules.ldm.t5_tokenizer import T5Tokenizer
 from modules.sd_state_dict import MappedFile, read_state_dict
 
@@ -42,6 +45,16 @@ CLIP_KEY = "text_model.embeddings.token_embedding.weight"
 T5_KEY = "encoder.block.0.layer.0.SelfAttention.q.weight"
 ENCODER_FILES = {"clip_l": "clip_l.safetensors", "clip_g": "clip_g.safetensors", "t5xxl": "t5xxl_fp16.safetensors"}
 ENCODER_SOURCE = "stabilityai/stable-diffusion-3.5-large, folder text_encoders/"
+
+
+def build_layout(name: str, device="cpu", dtype: torch.dtype = torch.float32) -> SD3:
+    """The full-size SD3 layout `name` (sd3_detect.BUILD_NAMES), with the encoders its file holds."""
+    variant, encoders = sd3_detect.BUILD_NAMES[name]
+    config = SD3Config(sd3_detect.MMDIT_CONFIGS[variant], SD3_VAE,
+                       TextConfig(**CLIP_L_DEFAULTS) if "clip_l" in encoders else None,
+                       TextConfig(**CLIP_G_DEFAULTS) if "clip_g" in encoders else None,
+                       T5Config() if "t5xxl" in encoders else None)
+    return build_sd3(config, device=device, dtype=dtype, family=model_family.FAMILIES[variant])
 
 
 def text_encoder_dirs_for(checkpoint: str | Path) -> list[Path]:

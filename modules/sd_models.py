@@ -51,12 +51,8 @@ from typing import Mapping
 
 import torch
 
-from modules import model_family, sd3_checkpoint, sd3_detect, sd_detect
-from modules.ldm.clip_text import TextConfig
+from modules import sd3_checkpoint, sd3_detect, sd_detect
 from modules.ldm.config import build_from_config, load_config
-from modules.ldm.sd3 import SD3_VAE, SD3Config, build_sd3
-from modules.ldm.sd3_text import CLIP_G_DEFAULTS, CLIP_L_DEFAULTS
-from modules.ldm.t5 import T5Config
 from modules.sd_state_dict import CheckpointRefused, MappedFile, read_state_dict, unwrap
 
 __all__ = ["build_model", "read_state_dict", "model_from_state_dict", "load_model", "load_checkpoint",
@@ -75,19 +71,9 @@ class LoadResult:
 def build_model(config, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
     """A model with freshly initialised (or, on "meta", no) weights for `config`."""
     if isinstance(config, str) and config in sd3_detect.BUILD_NAMES:
-        return _build_sd3_layout(config, device, dtype)
+        return sd3_checkpoint.build_layout(config, device, dtype)
     cfg = load_config(config) if isinstance(config, (str, Path)) else config
     return build_from_config(cfg, device=device, dtype=dtype)
-
-
-def _build_sd3_layout(name: str, device, dtype: torch.dtype):
-    """The full-size SD3 layout `name` (sd3_detect.BUILD_NAMES), with the encoders its file holds."""
-    variant, encoders = sd3_detect.BUILD_NAMES[name]
-    config = SD3Config(sd3_detect.MMDIT_CONFIGS[variant], SD3_VAE,
-                       TextConfig(**CLIP_L_DEFAULTS) if "clip_l" in encoders else None,
-                       TextConfig(**CLIP_G_DEFAULTS) if "clip_g" in encoders else None,
-                       T5Config() if "t5xxl" in encoders else None)
-    return build_sd3(config, device=device, dtype=dtype, family=model_family.FAMILIES[variant])
 
 
 def _settle_buffers(model: torch.nn.Module, device: torch.device) -> None:
