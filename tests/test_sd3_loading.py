@@ -295,3 +295,17 @@ def test_encoders_inside_other_checkpoints_are_not_taken(models, reference):
     assert other.exists()
     with pytest.raises(ValueError, match="without its CLIP-L and CLIP-G"):
         load(path)
+
+
+def test_fp8_t5_file_stays_fp8_and_encodes_close_to_full_precision(models, reference, spiece):
+    path = write_checkpoint(models / "Stable-diffusion" / "sd3_medium_incl_clips.safetensors", reference,
+                            ("clip_l", "clip_g"))
+    write_encoder(models / "text_encoder" / "t5xxl_fp8_e4m3fn.safetensors", reference, "t5xxl", torch.float8_e4m3fn)
+    model = load(path, download=lambda: spiece)
+    t5 = model.text_encoders.t5xxl.transformer
+    assert t5.shared.weight.dtype == torch.float8_e4m3fn and t5.encoder.block[0].layer[1].DenseReluDense.wo.weight.dtype == torch.float8_e4m3fn
+    ours = model.get_learned_conditioning(["a red circle on the left"])["crossattn"][:, 77:]
+    reference.text_encoders.t5xxl.tokenizer = model.text_encoders.t5xxl.tokenizer
+    full = reference.get_learned_conditioning(["a red circle on the left"])["crossattn"][:, 77:]
+    reference.text_encoders.t5xxl.tokenizer = None
+    assert torch.isfinite(ours).all() and 0 < ((ours - full).norm() / full.norm()).item() < 0.15

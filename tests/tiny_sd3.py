@@ -42,14 +42,16 @@ def tiny_config(encoders=ENCODERS, qk_norm: bool = False, dual: tuple = ()) -> S
 
 def make_tiny_sd3(seed: int = 0, encoders=ENCODERS, qk_norm: bool = False, dual: tuple = (),
                   dtype: torch.dtype = torch.float32) -> SD3:
-    """Seeded random weights (global RNG untouched); the adaLN and final layers get non-zero weights too."""
+    """Seeded random weights (global RNG untouched); T5's linears get T5's own init (N(0, fan_in^-1/2),
+    q also / sqrt(d_kv)), which keeps the tiny encoder well-conditioned as trained ones are."""
+    config = tiny_config(encoders, qk_norm, dual)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = build_sd3(tiny_config(encoders, qk_norm, dual), dtype=dtype, family=model_family.FAMILIES["sd3"])
+        model = build_sd3(config, dtype=dtype, family=model_family.FAMILIES["sd3"])
         with torch.no_grad():
             for name, p in model.named_parameters():
-                if name.startswith("text_encoders.t5xxl") and p.dim() == 2 and "relative" not in name:
-                    p.normal_(0, 0.2)
+                if name.startswith("text_encoders.t5xxl") and p.dim() == 2 and "relative" not in name and "shared" not in name:
+                    p.normal_(0, p.shape[1] ** -0.5 / (config.t5xxl.d_kv ** 0.5 if name.endswith("q.weight") else 1))
     return model
 
 
