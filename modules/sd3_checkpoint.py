@@ -290,6 +290,7 @@ def load_sd3(path: Path, sd: dict[str, torch.Tensor], device, dtype: torch.dtype
              download: Callable[[], Optional[Path]] = hub_tokenizer) -> SD3:
     """A checkpoint file (already read into `sd`) plus the encoder files it lacks -> a ready SD3 model."""
     dirs = [Path(d) for d in (text_encoder_dirs if text_encoder_dirs is not None else text_encoder_dirs_for(path))]
+    sd = dict(sd)
     shapes = {k: tuple(v.shape) for k, v in sd.items()}
     mmdit = MMDiTConfig.from_shapes(shapes)
     in_file = sd3_detect.encoders_in(shapes)

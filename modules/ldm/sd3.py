@@ -9,7 +9,9 @@ the interface the engine uses for every model (as LatentDiffusion's, see latent_
     parameterization = "flow"; family (modules.model_family) says the rest (schedule, defaults).
 
 Keys: model.diffusion_model.* (MMDiT), first_stage_model.* (AutoencoderKL without quant convs),
-text_encoders.{clip_l,clip_g,t5xxl}.transformer.* (each optional).
+text_encoders.{clip_l,clip_g,t5xxl}.transformer.* (each optional). T5 runs only with a tokenizer
+(`text_encoders.t5xxl.tokenizer`, a modules.ldm.t5_tokenizer.T5Tokenizer, set by the file loader);
+without one its part of the context is zero.
 """
 from __future__ import annotations
 
@@ -107,6 +109,7 @@ class SD3(nn.Module):
         # where the text encoders wait between prompts (A1111's --medvram: the CPU), None = with the model
         self.text_encoder_offload: Optional[torch.device] = None
         self.notes: list[str] = []  # what the loader wants the user to know (T5 missing, ...)
+        self.sources: dict[str, str] = {}  # file each part came from ("" = the checkpoint), set by the loader
 
     @property
     def cond_stage_model(self) -> SD3TextEncoders:
