@@ -253,11 +253,16 @@ def test_same_dtype_load_uses_the_file_in_place(models, reference):
 
 
 def test_catalog_shows_the_family(models, reference):
+    from tests.tiny import make_tiny_model
+
     write_checkpoint(models / "Stable-diffusion" / "sd3_tiny.safetensors", reference, ("clip_l", "clip_g"))
     (models / "Stable-diffusion" / "broken.safetensors").write_bytes(b"junk")
+    v1 = {k: v.contiguous() for k, v in make_tiny_model("tiny-v1").state_dict().items()}
+    save_file(v1, str(models / "Stable-diffusion" / "tiny-v1.safetensors"))
     catalog = CheckpointCatalog([models / "Stable-diffusion"], HashCache(None))
     families = {info.name: info.family for info in catalog.refresh()}
-    assert families == {"broken.safetensors": None, "sd3_tiny.safetensors": "SD3 (other sizes) (incl. CLIP-L, CLIP-G)"}
+    assert families == {"broken.safetensors": None, "sd3_tiny.safetensors": "SD3 (other sizes) (incl. CLIP-L, CLIP-G)",
+                        "tiny-v1.safetensors": "SD 1.x"}
 
 
 def test_model_manager_loads_sd3_and_the_status_line_says_what_is_missing(models, reference):
