@@ -80,6 +80,14 @@ def main(argv: list[str]) -> int:
     except (cmd_args.ArgumentError, PermissionError) as e:
         print(f"launch.py: {e}", file=sys.stderr)
         return 2
-    from modules import startup
-    startup.attach_engine(ctx)
+    from modules import distributed, startup
+    if distributed.wanted(args):  # Ray is imported only here
+        from modules.distributed.cluster import ClusterError
+        try:
+            distributed.attach(ctx)
+        except ClusterError as e:
+            print(f"launch.py: {e}", file=sys.stderr)
+            return 2
+    else:
+        startup.attach_engine(ctx)
     return start(ctx)
