@@ -83,8 +83,9 @@ def main(argv: list[str]) -> int:
     from modules import distributed, startup
     if distributed.wanted(args):  # Ray is imported only here
         from modules.distributed.cluster import ClusterError
+        from webui.ui.scripts_ui import sandbox
         try:
-            distributed.attach(ctx)
+            distributed.attach(ctx, ui_sandbox=sandbox)
         except ClusterError as e:
             print(f"launch.py: {e}", file=sys.stderr)
             return 2

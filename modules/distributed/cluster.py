@@ -91,7 +91,7 @@ def actor_options(args, ray) -> dict:
             "runtime_env": {"env_vars": env}}
 
 
-def make_pool(ctx, temp_dir: str | None = None, wait: float | None = None):
+def make_pool(ctx, temp_dir: str | None = None, wait: float | None = None, ui_sandbox=None):
     """Connect, and start the worker pool on ctx (its scheduler drives ctx.jobs)."""
     from modules.distributed.pool import WorkerPool
     from modules.distributed.worker import GenerationWorker
@@ -100,5 +100,6 @@ def make_pool(ctx, temp_dir: str | None = None, wait: float | None = None):
     ray = connect(args, temp_dir)
     actor_class = ray.remote(GenerationWorker)
     pool = WorkerPool(ctx, ray, actor_class, desired=lambda: desired_workers(args, ray),
-                      actor_options=actor_options(args, ray), threads=worker_threads(args))
+                      actor_options=actor_options(args, ray), threads=worker_threads(args),
+                      ui_sandbox=ui_sandbox)
     return pool.start(wait=wait)

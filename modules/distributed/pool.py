@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -68,10 +69,11 @@ class _Claim:
 
 class WorkerPool:
     def __init__(self, ctx, ray, actor_class, desired: Callable[[], int], actor_options: dict | None = None,
-                 threads: int = 1):
+                 threads: int = 1, ui_sandbox: Callable | None = None):
         self.ctx, self.ray = ctx, ray
         self.actor_class, self.actor_options, self.threads = actor_class, dict(actor_options or {}), threads
         self.desired = desired
+        self.ui_sandbox = ui_sandbox
         self._lock = threading.RLock()
         self._workers: dict[int, WorkerHandle] = {}
         self._next_id = 0
@@ -79,6 +81,8 @@ class WorkerPool:
         self._claims: list[_Claim] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # the last runs: {"job", "worker", "outcome": result | request_error | failed, "step", "controls"}
+        self.history: deque[dict] = deque(maxlen=200)
 
     # -- life cycle --------------------------------------------------------------------------------
     def start(self, wait: float | None = None) -> "WorkerPool":
@@ -133,7 +137,8 @@ class WorkerPool:
         with self._lock:
             wid = self._next_id
             self._next_id += 1
-            actor = self.actor_class.options(**self.actor_options).remote(self.ctx.args, wid, self.threads)
+            actor = self.actor_class.options(**self.actor_options).remote(self.ctx.args, wid, self.threads,
+                                                                              self.ui_sandbox)
             w = self._workers[wid] = WorkerHandle(wid, actor)
         threading.Thread(target=self._await_ready, args=(w, None), name=f"worker-{wid}-start", daemon=True).start()
         return w
@@ -204,7 +209,11 @@ class WorkerPool:
             if w.state not in (IDLE, BUSY):
                 continue
             try:
-                w.status = self.ray.get(w.actor.status.remote(), timeout=HEALTH_TIMEOUT_S if w.state == BUSY else 5)
+                status = self.ray.get(w.actor.status.remote(), timeout=HEALTH_TIMEOUT_S if w.state == BUSY else 5)
+                with self._lock:
+                    w.status = status
+                    if w.state == IDLE:  # what it holds now (an unload may have run since its last job)
+                        w.models = tuple(reversed(status["loaded"]))
             except errors.GetTimeoutError:
                 if w.state == IDLE:
                     self.lost(w, "did not answer a health check", kill=True)
@@ -326,9 +335,15 @@ class WorkerPool:
             outcome = ray.get(ref)
         except ray.exceptions.RayError as e:
             self.lost(w, f"died during job {job.id} ({type(e).__name__})")
+            self.history.append({"job": job.id, "worker": w.id, "outcome": "died"})
             return {"failed": f"worker {w.id} died ({type(e).__name__})"}
         finally:
             job.on_control = None
+        kind = next(k for k in ("result", "request_error", "failed") if k in outcome)
+        self.history.append({"job": job.id, "worker": w.id, "outcome": kind, "step": outcome.get("step"),
+                             "controls": outcome.get("controls", {})})
+        if "step" in outcome:
+            job.set_step(outcome["step"])
         if outcome.get("device_lost"):
             self.lost(w, outcome["failed"], kill=True)
         else:
@@ -350,6 +365,8 @@ class WorkerPool:
         for w in self.workers():
             if w.state in (IDLE, BUSY):
                 getattr(w.actor, method).remote()
+                if method == "unload":
+                    w.models = ()
 
     def describe(self) -> list[dict]:
         """Each worker for /sdapi/v1/memory and the UI's panel, from what the pool knows now (no call

@@ -5,8 +5,10 @@ Reading a checkpoint costs seconds to minutes (and evicts another when a worker 
 1. a job goes to an idle worker that already holds its checkpoint;
 2. a job whose checkpoint no live worker holds goes to an idle worker (it must be loaded somewhere),
    preferably one with a free model slot, else one whose models no waiting job wants;
-3. a job whose checkpoint only busy workers hold waits for them - unless more jobs wait for that
-   checkpoint than there are workers holding it: then it is loaded on an idle worker too.
+3. a job whose checkpoint only busy workers hold is loaded on an idle worker with a free model slot
+   (nothing is evicted); else it waits for them - unless more jobs wait for that checkpoint than
+   there are workers holding it: then it is loaded on an idle worker too (evicting its least
+   recently used model). So a lone job waits one job's time rather than evict a model.
 A job that needs no model (extras) takes any idle worker. Pure functions over plain values, so the
 policy is tested without a cluster.
 """
@@ -80,7 +82,8 @@ def plan(slots: list[Slot], waiting: list[Want]) -> list[tuple[Want, Slot]]:
         wanted = Counter(w.model for w in pending)
         if want.model is not None:
             holders = _holders(want.model, slots)
-            if holders and wanted[want.model] <= len(holders):
+            roomy = any(len(s.models) < s.limit for s in free)
+            if holders and wanted[want.model] <= len(holders) and not roomy:
                 continue  # a busy worker holding it will take it soon
         assign(want, _load_choice(free, wanted))
     return out

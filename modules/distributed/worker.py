@@ -53,9 +53,11 @@ def is_device_lost(e: BaseException) -> bool:
 
 
 class GenerationWorker:
-    """One device's worker (see the module docstring). `args` are the front end's parsed flags."""
+    """One device's worker (see the module docstring). `args` are the front end's parsed flags;
+    `ui_sandbox` the front end's off-page context for building script controls (webui.ui.scripts_ui
+    .sandbox), so scripts lay out their arguments here exactly as there."""
 
-    def __init__(self, args, worker_id: int, threads: int = 1):
+    def __init__(self, args, worker_id: int, threads: int = 1, ui_sandbox=None):
         import torch
 
         from modules import startup
@@ -67,6 +69,8 @@ class GenerationWorker:
         self.ctx = create_context(args)
         self.ctx.opts.path = None  # the front end owns config.json; jobs bring its settings
         startup.attach_engine(self.ctx, preload=False)
+        if ui_sandbox is not None and self.ctx.services.scripts is not None:
+            self.ctx.services.scripts.set_ui_sandbox(ui_sandbox)
         self.started = time.time()
         self.loads: Counter[str] = Counter()     # checkpoint title -> times read from disk here
         self.load_seconds: dict[str, float] = {}
@@ -75,6 +79,7 @@ class GenerationWorker:
         self._lock = threading.Lock()
         self._job = None
         self._early: dict[int, set[str]] = {}    # controls that came before their job
+        self._arrived: dict[str, int] = {}       # control -> the running job's step when it came
         self._preview: tuple[int, Any] = (0, None)  # (sequence number, image) of the running job's preview
 
     # -- what the pool asks ----------------------------------------------------------------------
@@ -110,7 +115,7 @@ class GenerationWorker:
             job = Job(name=spec.name, id=spec.id)
             with self._lock:
                 early = self._early.pop(spec.id, set())
-                self._job, self._preview = job, (0, None)
+                self._job, self._preview, self._arrived = job, (0, None), {w: 0 for w in early}
             if spec.interrupted or "interrupt" in early:
                 job.interrupt()
             if spec.skipped or "skip" in early:
@@ -118,7 +123,8 @@ class GenerationWorker:
             try:
                 self._use_settings(spec)
                 result = self.ctx.jobs.run(job, lambda j: generation.run(self.ctx, request, j))
-                return {"result": result, "loaded": self.loaded(), "step": job.sampling_step}
+                return {"result": result, "loaded": self.loaded(), "step": job.sampling_step,
+                        "controls": dict(self._arrived)}
             except RequestError as e:
                 return {"request_error": (e.message, e.field, e.status), "loaded": self.loaded()}
             except Exception as e:  # noqa: BLE001 - reported to the front end, which retries elsewhere
@@ -151,6 +157,7 @@ class GenerationWorker:
             if job is None or job.id != job_id:
                 self._early.setdefault(job_id, set()).add(what)
                 return False
+            self._arrived.setdefault(what, job.sampling_step)
         if what == "interrupt":
             job.interrupt()
         else:

@@ -1,0 +1,46 @@
+"""The worker choice of modules.distributed.scheduling (pure: no cluster needed)."""
+from modules.distributed.scheduling import Slot, Want, plan
+
+
+def _plan(slots, wants):
+    return [(w.key, s.key) for w, s in plan(slots, wants)]
+
+
+def test_a_job_goes_to_the_idle_worker_that_holds_its_checkpoint():
+    slots = [Slot("w0", ("a",)), Slot("w1", ("b",))]
+    assert _plan(slots, [Want(1, "b"), Want(2, "a")]) == [(1, "w1"), (2, "w0")]
+
+
+def test_a_new_checkpoint_goes_where_a_load_evicts_nothing_wanted():
+    slots = [Slot("w0", ("a",)), Slot("w1", ("b",))]
+    # c is held by nobody: it must be loaded; w1's b is wanted by nobody waiting, w0's a is
+    assert _plan(slots, [Want(1, "c"), Want(2, "a")]) == [(2, "w0"), (1, "w1")]
+    assert _plan([Slot("w0", ("a",)), Slot("w1", ())], [Want(1, "c")]) == [(1, "w1")]
+
+
+def test_a_lone_job_waits_for_the_busy_worker_with_its_checkpoint_rather_than_evict():
+    slots = [Slot("w0", ("a",)), Slot("w1", ("b",), busy=True)]
+    assert _plan(slots, [Want(1, "b")]) == []
+    # ...but it spreads when more jobs wait for b than workers hold it
+    assert _plan(slots, [Want(1, "b"), Want(2, "b")]) == [(1, "w0")]
+    # ...and uses an empty worker at once (nothing to evict)
+    assert _plan([Slot("w0", ()), Slot("w1", ("b",), busy=True)], [Want(1, "b")]) == [(1, "w0")]
+
+
+def test_alternating_checkpoints_keep_to_their_workers():
+    slots = [Slot("w0", ()), Slot("w1", ())]
+    wants = [Want(i, "ab"[i % 2]) for i in range(8)]
+    first = _plan(slots, wants)
+    assert first == [(0, "w0"), (1, "w1")]
+    for done in ("w0", "w1", "w0", "w1", "w0", "w1"):  # whichever finishes takes its own model's next job
+        next(s for s in slots if s.key == done).busy = False
+        waiting = [w for w in wants if w.key not in {k for k, _ in first}]
+        step = _plan(slots, waiting)
+        first += step
+        assert all("ab"[k % 2] == ("a" if s == "w0" else "b") for k, s in step)
+    assert sorted(k for k, _ in first) == list(range(8))
+
+
+def test_jobs_without_a_checkpoint_take_any_idle_worker_in_order():
+    slots = [Slot("w0", ("a",)), Slot("w1", ("b",), busy=True)]
+    assert _plan(slots, [Want(1, None), Want(2, None)]) == [(1, "w0")]
