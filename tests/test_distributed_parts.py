@@ -1,4 +1,4 @@
-"""The worker choice of modules.distributed.scheduling (pure: no cluster needed)."""
+"""Parts of modules.distributed that need no cluster: the worker choice (scheduling), flags, no Ray by default."""
 from modules.distributed.scheduling import Slot, Want, plan
 
 
@@ -44,3 +44,33 @@ def test_alternating_checkpoints_keep_to_their_workers():
 def test_jobs_without_a_checkpoint_take_any_idle_worker_in_order():
     slots = [Slot("w0", ("a",)), Slot("w1", ("b",), busy=True)]
     assert _plan(slots, [Want(1, None), Want(2, None)]) == [(1, "w0")]
+
+
+def test_the_default_start_imports_no_ray(tmp_path):
+    """Without --workers / --ray-address the server's start-up path never imports Ray."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys; from modules import cmd_args, distributed, generation, startup; import webui.server\n"
+            "from modules.context import create_context\n"
+            f"args = cmd_args.parse_args(['--nowebui', '--data-dir', {str(tmp_path)!r}])\n"
+            "ctx = create_context(args); assert not distributed.wanted(args)\n"
+            "startup.attach_engine(ctx, preload=False, load_extensions=False)\n"
+            "print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_worker_flags_are_checked():
+    import pytest
+
+    from modules import cmd_args
+
+    args = cmd_args.parse_args(["--workers", "2", "--worker-threads", "3"])
+    assert args.workers == 2 and args.worker_threads == 3 and args.ray_address is None
+    assert cmd_args.parse_args(["--ray-address", "10.0.0.1:6379"]).ray_address == "10.0.0.1:6379"
+    with pytest.raises(cmd_args.ArgumentError, match="--workers 0"):
+        cmd_args.parse_args(["--workers", "0"])
