@@ -86,7 +86,12 @@ def actor_options(args, ray) -> dict:
     process died (as often as needed); calls in flight then fail and the pool re-runs the job."""
     threads = worker_threads(args)
     resources = {"num_gpus": 1, "num_cpus": 1} if use_gpus(args, ray) else {"num_cpus": threads}
-    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    from modules import process_env
+
+    # the launch environment (huge pages, glibc's malloc thresholds) also on machines where `ray start`
+    # ran without it; values set here win, as they do for this process
+    env = {**{k: os.environ.get(k, v) for k, v in process_env.DEFAULTS.items()},
+           "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     return {**resources, "max_restarts": -1, "max_task_retries": 0, "max_concurrency": 4,
             "runtime_env": {"env_vars": env}}
 

@@ -16,6 +16,8 @@ def create_ui(ctx: AppContext) -> gr.Blocks:
     tabs: dict = {}
     with gr.Blocks(title="Stable Diffusion") as demo:
         status = top_bar.create(ctx, ui)
+        from webui.ui import workers_panel
+        workers_panel.create(ctx)  # with --workers / --ray-address only
         with gr.Tabs(elem_id="tabs") as tab_set:
             from webui.ui import img2img, png_info, settings, txt2img
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
