@@ -95,6 +95,9 @@ def cluster():
     write_extension(root, "worker-probe", PROBE)
     args = cmd_args.parse_args(["--nowebui", "--data-dir", str(root), "--workers", "2"])
     ctx = create_context(args)
+    # Ray kills workers when the machine's memory is nearly full, whoever fills it: other tests and
+    # programs on a CI machine must not turn into "worker died" here
+    os.environ["RAY_memory_monitor_refresh_ms"] = "0"
     pool = distributed.attach(ctx, temp_dir=ray_dir, wait=300, ui_sandbox=sandbox)
     assert [w.state for w in pool.workers()] == ["idle", "idle"], pool.describe()
     single = make_context(root)
@@ -106,6 +109,7 @@ def cluster():
         pool.close()
         import ray
         ray.shutdown()
+        os.environ.pop("RAY_memory_monitor_refresh_ms", None)
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(ray_dir, ignore_errors=True)
 

@@ -267,11 +267,14 @@ class WorkerPool:
         with self._lock:
             self._wants[job] = wanted_checkpoint(self.ctx, prepared)
         try:
-            return self.ctx.jobs.run(job, lambda j: self._execute(j, request), on_wait=on_wait,
-                                     cancelled=cancelled)
+            result = self.ctx.jobs.run(job, lambda j: self._execute(j, request), on_wait=on_wait,
+                                       cancelled=cancelled)
         finally:
             with self._lock:
                 self._wants.pop(job, None)
+        if not prepared.restore_settings and prepared.override_settings:
+            keep_settings(self.ctx, prepared.override_settings)
+        return result
 
     def _execute(self, job, request):
         worker: WorkerHandle | None = job.slot
@@ -385,6 +388,16 @@ class WorkerPool:
                                                  "step": job.sampling_step, "steps": job.sampling_steps},
             })
         return out
+
+
+def keep_settings(ctx, overrides: dict) -> None:
+    """override_settings_restore_afterwards=false: the front end keeps what the job changed (the
+    workers took it for that job only), as one process keeps it in its own settings."""
+    ctx.opts.update(overrides)
+    if overrides.get("sd_model_checkpoint"):
+        ctx.models.load(overrides["sd_model_checkpoint"])
+    if "sd_vae" in overrides:
+        ctx.models.set_vae(overrides["sd_vae"])
 
 
 def mirror(job, snap: dict, seen: int) -> int:
