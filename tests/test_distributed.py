@@ -264,6 +264,33 @@ def test_workers_status_in_memory_api(cluster):
     assert any(w["loaded_models"] for w in workers)
 
 
+def test_a_job_whose_worker_dies_twice_returns_the_error(cluster):
+    ctx, _ = cluster
+    pool = ctx.workers
+    result: dict = {}
+
+    def go():
+        try:
+            generation.submit(ctx, _request(ctx, seed=5, delay=0.15, steps=10))
+        except Exception as e:  # noqa: BLE001 - checked below
+            result["error"] = e
+    runner = threading.Thread(target=go)
+    runner.start()
+    killed = []
+    for _ in range(2):
+        _wait(lambda: ctx.jobs.current is not None and ctx.jobs.current.slot not in killed
+              and ctx.jobs.current.sampling_step >= 3, 120, "step 3")
+        worker = ctx.jobs.current.slot
+        killed.append(worker)
+        os.kill(worker.info["pid"], signal.SIGKILL)
+    runner.join(120)
+    error = result["error"]
+    assert isinstance(error, generation.RequestError) and error.status == 500
+    assert "failed twice" in str(error)
+    _wait(lambda: all(w.state == "idle" for w in pool.workers()), 180, "both workers back")
+    assert {w.id for w in killed} == {w.id for w in pool.workers()}
+
+
 def test_the_pool_follows_the_cluster_s_room(cluster):
     """A worker more than the cluster can hold waits for resources ("starting"); when the room goes
     again it is dropped - the running workers are untouched."""

@@ -74,3 +74,12 @@ def test_worker_flags_are_checked():
     assert cmd_args.parse_args(["--ray-address", "10.0.0.1:6379"]).ray_address == "10.0.0.1:6379"
     with pytest.raises(cmd_args.ArgumentError, match="--workers 0"):
         cmd_args.parse_args(["--workers", "0"])
+
+
+def test_device_errors_restart_a_worker_other_errors_do_not():
+    from modules.distributed.worker import is_device_lost
+
+    assert is_device_lost(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    assert is_device_lost(RuntimeError("CUDA error: device-side assert triggered"))
+    assert not is_device_lost(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not is_device_lost(ValueError("CUDA error"))
