@@ -1,6 +1,7 @@
-"""Jobs on Ray workers (modules.distributed): a local Ray instance with 2 CPU workers, started once
-for this module, in front of tiny checkpoints. Each result is compared with what the single-process
-app makes for the same request.
+"""Jobs on Ray workers (modules.distributed): a local Ray cluster (a head node with 2 CPUs, started
+once for this module; a test adds and removes a second node) joined as `--ray-address` does, so one
+CPU worker per CPU, in front of tiny checkpoints. Each result is compared with what the
+single-process app makes for the same request.
 
 A test extension ("Worker probe") runs where the job runs: its AlwaysVisible script writes the
 process id into the infotext, and its on_cfg_denoiser callback sleeps the script's "step delay"
@@ -84,7 +85,9 @@ def _same_image(a, b) -> bool:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """(front end ctx with 2 workers, single-process ctx over the same data dir)."""
+    """(front end ctx with 2 workers, single-process ctx over the same data dir, the Ray nodes)."""
+    from ray.cluster_utils import Cluster
+
     from modules import distributed
     from modules.plugins.manager import load_extensions
     from webui.ui.scripts_ui import sandbox
@@ -93,22 +96,25 @@ def cluster():
     ray_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths have a length limit
     make_data_dir(root)
     write_extension(root, "worker-probe", PROBE)
-    args = cmd_args.parse_args(["--nowebui", "--data-dir", str(root), "--workers", "2"])
-    ctx = create_context(args)
     # Ray kills workers when the machine's memory is nearly full, whoever fills it: other tests and
     # programs on a CI machine must not turn into "worker died" here
     os.environ["RAY_memory_monitor_refresh_ms"] = "0"
-    pool = distributed.attach(ctx, temp_dir=ray_dir, wait=300, ui_sandbox=sandbox)
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False,
+                                                          "temp_dir": ray_dir})
+    args = cmd_args.parse_args(["--nowebui", "--data-dir", str(root), "--ray-address", nodes.address])
+    ctx = create_context(args)
+    pool = distributed.attach(ctx, wait=300, ui_sandbox=sandbox)
     assert [w.state for w in pool.workers()] == ["idle", "idle"], pool.describe()
     single = make_context(root)
     load_extensions(single, run_installers=False)
     single.services.scripts.set_ui_sandbox(sandbox)
     try:
-        yield ctx, single
+        yield ctx, single, nodes
     finally:
         pool.close()
         import ray
         ray.shutdown()
+        nodes.shutdown()
         os.environ.pop("RAY_memory_monitor_refresh_ms", None)
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(ray_dir, ignore_errors=True)
@@ -138,7 +144,7 @@ def _submit_all(ctx, requests: list[GenerationRequest]) -> list:
 
 
 def test_eight_jobs_on_two_workers_make_the_single_process_images(cluster):
-    ctx, single = cluster
+    ctx, single, _ = cluster
     requests = [_request(ctx, seed=100 + i, prompt=["a red circle", "a blue square"][i % 2], positional=i % 3 == 0)
                 for i in range(8)]
     results = _submit_all(ctx, requests)
@@ -167,7 +173,7 @@ def test_a_killed_worker_s_job_runs_again_on_the_other_with_the_same_image(clust
 
     from tests.live_server import LiveServer
 
-    ctx, single = cluster
+    ctx, single, _ = cluster
     pool = ctx.workers
     request = _request(ctx, seed=-1, delay=0.15, steps=10)
     answers: list[tuple[int, float]] = []
@@ -207,7 +213,7 @@ def test_a_killed_worker_s_job_runs_again_on_the_other_with_the_same_image(clust
 
 
 def test_interrupt_stops_the_job_on_its_worker_only(cluster):
-    ctx, single = cluster
+    ctx, single, _ = cluster
     requests = [_request(ctx, seed=11, delay=0.25, steps=20), _request(ctx, seed=12, delay=0.1, steps=40)]
     results: dict = {}
     threads = [threading.Thread(target=lambda i=i: results.update({i: generation.submit(ctx, requests[i])}))
@@ -232,7 +238,7 @@ def test_interrupt_stops_the_job_on_its_worker_only(cluster):
 
 
 def test_alternating_checkpoints_load_each_once(cluster):
-    ctx, _ = cluster
+    ctx, _, _ = cluster
     pool = ctx.workers
     ctx.models.unload()
     import ray
@@ -250,22 +256,26 @@ def test_alternating_checkpoints_load_each_once(cluster):
     assert {k: v for k, v in loads.items() if v} == {_ckpt(ctx, "tiny-a"): 1, _ckpt(ctx, "tiny-b"): 1}
 
 
-def test_workers_status_in_memory_api(cluster):
+def test_workers_status_in_memory_api_and_ui_panel(cluster):
     from starlette.testclient import TestClient
 
     from webui.server import build_app
+    from webui.ui.workers_panel import workers_html
 
-    ctx, _ = cluster
+    ctx, _, _ = cluster
     with TestClient(build_app(ctx)) as client:
         body = client.get("/sdapi/v1/memory").json()
     workers = body["workers"]
     assert [w["id"] for w in workers] == [w.id for w in ctx.workers.workers()]
     assert all(w["healthy"] and w["device"] == "cpu" and w["pid"] for w in workers)
     assert any(w["loaded_models"] for w in workers)
+    panel = workers_html(ctx)
+    assert panel.count("<tr><td>") == len(workers) and panel.count("<td>idle</td>") == len(workers)
+    assert all(model in panel for w in workers for model in w["loaded_models"])
 
 
 def test_a_job_whose_worker_dies_twice_returns_the_error(cluster):
-    ctx, _ = cluster
+    ctx, _, _ = cluster
     pool = ctx.workers
     result: dict = {}
 
@@ -291,18 +301,19 @@ def test_a_job_whose_worker_dies_twice_returns_the_error(cluster):
     assert {w.id for w in killed} == {w.id for w in pool.workers()}
 
 
-def test_the_pool_follows_the_cluster_s_room(cluster):
-    """A worker more than the cluster can hold waits for resources ("starting"); when the room goes
-    again it is dropped - the running workers are untouched."""
-    ctx, _ = cluster
+def test_a_machine_that_joins_gets_a_worker_and_one_that_leaves_is_dropped(cluster):
+    ctx, _, nodes = cluster
     pool = ctx.workers
-    desired = pool.desired
+    before = {w.id for w in pool.workers()}
+    node = nodes.add_node(num_cpus=1)
     try:
-        pool.desired = lambda: 3
-        pool.reconcile()
-        assert [w.state for w in pool.workers()] == ["idle", "idle", "starting"]
-        pool.desired = lambda: 2
-        pool.reconcile()
-        assert [w.state for w in pool.workers()] == ["idle", "idle"]
+        _wait(lambda: len(pool.workers()) == 3 and all(w.state == "idle" for w in pool.workers()), 180,
+              "a worker on the new machine")
+        new = next(w for w in pool.workers() if w.id not in before)
+        assert new.info["node"] == node.node_id
+        results = _submit_all(ctx, [_request(ctx, seed=s, delay=0.1) for s in range(3)])
+        assert {_pid(r.infotext) for r in results} == {w.info["pid"] for w in pool.workers()}  # all used
     finally:
-        pool.desired = desired
+        nodes.remove_node(node)
+    _wait(lambda: {w.id for w in pool.workers()} == before, 60, "the worker of the machine that left dropped")
+    assert all(w.state == "idle" for w in pool.workers())

@@ -380,7 +380,8 @@ class WorkerPool:
             status = w.status or {}
             out.append({
                 "id": w.id, "state": w.state, "healthy": w.state in (IDLE, BUSY),
-                "host": w.info.get("host"), "pid": w.info.get("pid"), "device": w.info.get("device"),
+                "host": w.info.get("host"), "node": w.info.get("node"), "pid": w.info.get("pid"),
+                "device": w.info.get("device"),
                 "loaded_models": list(w.models), "loads": status.get("loads", {}),
                 "jobs_done": status.get("jobs_done", 0), "restarts": w.restarts, "error": w.error or None,
                 "memory": status.get("memory", {}),

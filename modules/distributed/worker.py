@@ -90,8 +90,9 @@ class GenerationWorker:
         if device.type == "cuda":
             import torch
             name = f"{device} ({torch.cuda.get_device_name(device)})"
+        import ray
         return {"worker": self.worker_id, "pid": os.getpid(), "host": socket.gethostname(), "device": name,
-                "threads": self.threads, "started": self.started}
+                "node": ray.get_runtime_context().get_node_id(), "threads": self.threads, "started": self.started}
 
     def status(self) -> dict:
         job = self._job
