@@ -27,6 +27,7 @@ from typing import Any, Callable
 from modules.distributed import scheduling
 from modules.distributed.worker import JobSpec
 from modules.errors import RequestError
+from modules.generation.request import GenerationResult
 from modules.sampling.rng import fix_seed
 
 log = logging.getLogger("sdwebui.workers")
@@ -34,6 +35,7 @@ log = logging.getLogger("sdwebui.workers")
 POLL_S = 0.1              # progress mirroring
 HEALTH_TIMEOUT_S = 30.0   # a worker that answers nothing for this long is killed and restarted
 RECONCILE_S = 2.0         # membership and health of idle workers
+HEALTH_CHECK_S = 10.0     # an idle worker that does not answer status() in this time is restarted
 RESTART_TIMEOUT_S = 120.0  # a worker not back after this long is dropped (its machine left)
 RETRY_WAIT_S = 300.0      # a job to re-run waits this long for a worker before it fails
 
@@ -156,7 +158,10 @@ class WorkerPool:
             except errors.GetTimeoutError:
                 continue  # still starting (or waiting for resources)
             except errors.RayError as e:
-                w.error = str(e).splitlines()[0][:300]
+                error = str(e).splitlines()[0][:300]
+                if error != w.error:
+                    log.warning("worker %s does not start yet: %s", w.id, error)
+                w.error = error
                 time.sleep(0.5)
                 continue
             with self._lock:
@@ -204,22 +209,26 @@ class WorkerPool:
     def _check_health(self) -> None:
         """status() from every running worker: fresh loaded-model lists for /memory, and an idle
         worker that does not answer (killed between jobs) is restarted before a job meets it."""
-        errors = self.ray.exceptions
-        for w in self.workers():
-            if w.state not in (IDLE, BUSY):
+        ray, errors = self.ray, self.ray.exceptions
+        asked = {w.actor.status.remote(): w for w in self.workers() if w.state in (IDLE, BUSY)}
+        if not asked:
+            return
+        answered, _ = ray.wait(list(asked), num_returns=len(asked), timeout=HEALTH_CHECK_S)
+        for ref, w in asked.items():
+            if ref not in answered:  # a busy worker's own job notices when it stops answering
+                if w.state == IDLE:
+                    self.lost(w, f"did not answer a health check in {HEALTH_CHECK_S:.0f} s", kill=True)
                 continue
             try:
-                status = self.ray.get(w.actor.status.remote(), timeout=HEALTH_TIMEOUT_S if w.state == BUSY else 5)
-                with self._lock:
-                    w.status = status
-                    if w.state == IDLE:  # what it holds now (an unload may have run since its last job)
-                        w.models = tuple(reversed(status["loaded"]))
-            except errors.GetTimeoutError:
-                if w.state == IDLE:
-                    self.lost(w, "did not answer a health check", kill=True)
+                status = ray.get(ref)
             except errors.RayError as e:
                 if w.state == IDLE:
                     self.lost(w, f"died while idle ({type(e).__name__})")
+                continue
+            with self._lock:
+                w.status = status
+                if w.state == IDLE:  # what it holds now (an unload may have run since its last job)
+                    w.models = tuple(reversed(status["loaded"]))
 
     # -- scheduling (called by ctx.jobs under its lock) ---------------------------------------------
     def schedule(self, waiting: list, running: list) -> list[tuple[Any, Any]]:
@@ -292,7 +301,9 @@ class WorkerPool:
                 message, field_, status = outcome["request_error"]
                 raise RequestError(message, field_, status)
             failures.append(outcome["failed"])
-            if len(failures) >= 2 or job.interrupted:
+            if job.interrupted:  # nothing to finish: the user stopped it
+                return GenerationResult(interrupted=True, comments=f"interrupted; its worker failed ({failures[-1]})")
+            if len(failures) >= 2:
                 raise RequestError("the job failed twice: " + "; then ".join(failures), status=500)
             log.warning("job %s failed on worker %s (%s): running it again on another worker",
                         job.id, worker.id, outcome["failed"])
@@ -369,7 +380,8 @@ class WorkerPool:
             if w.state in (IDLE, BUSY):
                 getattr(w.actor, method).remote()
                 if method == "unload":
-                    w.models = ()
+                    with self._lock:
+                        w.models = ()
 
     def describe(self) -> list[dict]:
         """Each worker for /sdapi/v1/memory and the UI's panel, from what the pool knows now (no call
