@@ -1,7 +1,7 @@
 """Throughput on Ray workers, and what a job pays for running on one.
 
     python -m modules.benchmark scale [--workers 1,2] [--jobs 16] [--steps 20] [--threads 1]
-                                      [--ray-address ADDR] [--checkpoint TITLE]
+                                      [--ray-address ADDR] [--checkpoint TITLE] [--size PX]
 
 1. single process: the app as it runs without workers (generation.submit in this process, one torch
    thread): `--jobs` txt2img jobs one after another -> seconds per job;
@@ -42,6 +42,20 @@ def _sequential(ctx, requests) -> float:
     return (time.perf_counter() - t0) / len(requests)
 
 
+def _sequential_on_worker(ctx, requests) -> tuple[float, float]:
+    """Seconds per job one after another as the front end sees them, and inside the worker's run
+    (from the pool's history): their difference is what running on a worker adds to a job."""
+    from modules import generation
+
+    total = inside = 0.0
+    for r in requests:
+        t0 = time.perf_counter()
+        generation.submit(ctx, r)
+        total += time.perf_counter() - t0
+        inside += ctx.workers.history[-1]["seconds"]
+    return total / len(requests), inside / len(requests)
+
+
 def _concurrent(ctx, requests) -> float:
     from modules import generation
 
@@ -77,6 +91,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each worker and of the baseline")
     parser.add_argument("--ray-address", default=None, help="measure on this running cluster instead")
     parser.add_argument("--checkpoint", default=None, help="checkpoint title (default: the shipped demo)")
+    parser.add_argument("--size", type=int, default=None, help="image side (default: the default checkpoint's own)")
     opts = parser.parse_args(argv)
     counts = [int(n) for n in opts.workers.split(",")]
     os.environ.setdefault("OMP_NUM_THREADS", str(opts.threads))
@@ -98,7 +113,7 @@ def main(argv: list[str]) -> int:
         single = create_context(_args(data_dir, []))
         startup.attach_engine(single, preload=False, load_extensions=False)
         title = opts.checkpoint or startup.default_checkpoint(single).title
-        size = startup.native_size(single)
+        size = opts.size or startup.native_size(single)
         requests = _requests(title, size, opts.steps, opts.jobs)
         _sequential(single, requests[:1])  # loads the checkpoint
         base = _sequential(single, requests)
@@ -118,8 +133,10 @@ def main(argv: list[str]) -> int:
                 rates[n] = 60 * len(requests) / took
                 line = f"{n} worker(s): {rates[n]:.1f} images/min ({took:.2f} s for {len(requests)} jobs)"
                 if n == 1:
-                    per_job = _sequential(ctx, requests)
-                    line += f"; one after another {per_job * 1000:.0f} ms/job, overhead {(per_job - base) * 1000:+.0f} ms/job"
+                    per_job, inside = _sequential_on_worker(ctx, requests)
+                    line += (f"; one after another {per_job * 1000:.0f} ms/job ({(per_job - base) * 1000:+.0f} ms "
+                             f"against the single process), of which {(per_job - inside) * 1000:.1f} ms outside the "
+                             "worker's run (dispatch, transfer, mirroring)")
                 if 1 in rates and n > 1:
                     line += f"; {rates[n] / rates[1]:.2f}x one worker"
                 print(line, flush=True)
