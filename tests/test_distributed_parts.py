@@ -83,3 +83,37 @@ def test_device_errors_restart_a_worker_other_errors_do_not():
     assert is_device_lost(RuntimeError("CUDA error: device-side assert triggered"))
     assert not is_device_lost(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
     assert not is_device_lost(ValueError("CUDA error"))
+
+
+def test_a_random_seed_is_drawn_before_the_first_try_and_kept_for_a_rerun():
+    from modules.distributed.handoff import fixed_seeds
+    from modules.generation import GenerationRequest
+    from modules.generation.validate import Prepared
+
+    def prepared(task, params):
+        return Prepared(task=task, params=params, override_settings={}, restore_settings=True, scripts=None)
+
+    request = GenerationRequest("txt2img", {"prompt": "x", "seed": -1})
+    fixed = fixed_seeds(request, prepared("txt2img", {"seed": -1, "subseed": -1}))
+    assert fixed.params["seed"] >= 0 and fixed.params["subseed"] >= 0 and request.params["seed"] == -1
+    given = fixed_seeds(GenerationRequest("txt2img", {"seed": 7}), prepared("txt2img", {"seed": 7, "subseed": 3}))
+    assert given.params == {"seed": 7}  # nothing to draw
+    # a seed pasted from an infotext (the request itself has none) is kept as prepare resolved it
+    pasted = fixed_seeds(GenerationRequest("txt2img", {}, infotext="x\nSeed: 5"), prepared("txt2img", {"seed": 5}))
+    assert "seed" not in pasted.params and pasted.params["subseed"] >= 0
+    assert fixed_seeds(GenerationRequest("extras", {}), prepared("extras", {})).params == {}
+
+
+def test_a_worker_s_progress_is_mirrored_onto_the_front_end_job():
+    from modules.distributed.handoff import mirror
+    from modules.jobs import Job
+
+    job = Job("txt2img")
+    job.skip()
+    snap = {"job_no": 0, "job_count": 2, "sampling_step": 3, "sampling_steps": 10, "textinfo": "Batch 1 out of 2",
+            "preview_seq": 1, "preview": "image"}
+    assert mirror(job, snap, 0) == 1
+    assert (job.job_count, job.sampling_step, job.sampling_steps, job.current_image) == (2, 3, 10, "image")
+    assert job.skipped and job.progress_fraction() == 0.15
+    mirror(job, {**snap, "job_no": 1, "sampling_step": 1, "preview": None}, 1)
+    assert not job.skipped and job.current_image == "image"  # skip covers one image; the preview stays
