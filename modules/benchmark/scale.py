@@ -11,7 +11,9 @@
    seconds per job, whose difference to 1. (measured before and after the workers) is the overhead of a job on a worker (dispatch, settings,
    pickling the request and the image, progress mirroring; target <= 50 ms).
 Jobs: the demo model (or --checkpoint), "a red circle", DPM++ 2M, 20 steps, native size, seeds 1..jobs.
-The load average is printed before and after: on a shared machine other work skews the figures.
+The load average is printed before and after: on a shared machine other work skews the figures, so
+each worker's CPU time per job and the share of a core it got (CPU / wall time in its run) are
+printed too: with N workers on N free cores the share stays near 1 and the throughput scales by N.
 """
 from __future__ import annotations
 
@@ -131,7 +133,11 @@ def main(argv: list[str]) -> int:
                 _concurrent(ctx, requests[:n])  # each worker loads the checkpoint
                 took = _concurrent(ctx, requests)
                 rates[n] = 60 * len(requests) / took
-                line = f"{n} worker(s): {rates[n]:.1f} images/min ({took:.2f} s for {len(requests)} jobs)"
+                runs = list(ctx.workers.history)[-len(requests):]
+                cpu = sum(r["cpu_seconds"] for r in runs) / len(runs)
+                share = sum(r["cpu_seconds"] for r in runs) / sum(r["seconds"] for r in runs)
+                line = (f"{n} worker(s): {rates[n]:.1f} images/min ({took:.2f} s for {len(requests)} jobs; "
+                        f"{cpu * 1000:.0f} ms CPU per job, each worker had {share:.2f} of a core)")
                 if n == 1:
                     per_job, inside = _sequential_on_worker(ctx, requests)
                     line += (f"; one after another {per_job * 1000:.0f} ms/job ({(per_job - base) * 1000:+.0f} ms "

@@ -45,6 +45,8 @@ def connect(args, temp_dir: str | None = None):
         if args.ray_address:
             ray.init(address=args.ray_address, **kwargs)
         else:
+            # Ray starts its workers at niceness 15; ours do the app's work, at the app's own priority
+            os.environ.setdefault("RAY_worker_niceness", "0")
             gpus = _local_gpus(args)
             cpus = None if gpus else max(1, int(args.workers)) * worker_threads(args)
             ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, _temp_dir=temp_dir, **kwargs)

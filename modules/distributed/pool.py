@@ -83,7 +83,8 @@ class WorkerPool:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # the last runs: {"job", "worker", "outcome": result | request_error | failed | died, "step",
-        # "controls" (the step each control reached the worker at), "seconds" (spent in the worker's run)}
+        # "controls" (the step each control reached the worker at), "seconds" / "cpu_seconds" (wall and CPU
+        # time of the worker's run)}
         self.history: deque[dict] = deque(maxlen=200)
 
     # -- life cycle --------------------------------------------------------------------------------
@@ -355,7 +356,8 @@ class WorkerPool:
             job.on_control = None
         kind = next(k for k in ("result", "request_error", "failed") if k in outcome)
         self.history.append({"job": job.id, "worker": w.id, "outcome": kind, "step": outcome.get("step"),
-                             "controls": outcome.get("controls", {}), "seconds": outcome.get("seconds")})
+                             "controls": outcome.get("controls", {}), "seconds": outcome.get("seconds"),
+                             "cpu_seconds": outcome.get("cpu_seconds")})
         if "step" in outcome:
             job.set_step(outcome["step"])
         if outcome.get("device_lost"):

@@ -113,7 +113,7 @@ class GenerationWorker:
         from modules.jobs import Job
 
         with self._run_lock:
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             job = Job(name=spec.name, id=spec.id)
             with self._lock:
                 early = self._early.pop(spec.id, set())
@@ -126,7 +126,8 @@ class GenerationWorker:
                 self._use_settings(spec)
                 result = self.ctx.jobs.run(job, lambda j: generation.run(self.ctx, request, j))
                 return {"result": result, "loaded": self.loaded(), "step": job.sampling_step,
-                        "controls": dict(self._arrived), "seconds": time.perf_counter() - t0}
+                        "controls": dict(self._arrived), "seconds": time.perf_counter() - t0,
+                        "cpu_seconds": time.process_time() - cpu0}
             except RequestError as e:
                 return {"request_error": (e.message, e.field, e.status), "loaded": self.loaded()}
             except Exception as e:  # noqa: BLE001 - reported to the front end, which retries elsewhere
