@@ -35,12 +35,15 @@ def _requests(title: str, size: int, steps: int, jobs: int):
                               override_settings={"sd_model_checkpoint": title}) for i in range(jobs)]
 
 
-def _sequential(ctx, requests) -> float:
+def _sequential(ctx, requests, cpu: list | None = None) -> float:
+    """Seconds per job one after another; appends this process's CPU seconds per job to `cpu`."""
     from modules import generation
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for r in requests:
         generation.submit(ctx, r)
+    if cpu is not None:
+        cpu.append((time.process_time() - c0) / len(requests))
     return (time.perf_counter() - t0) / len(requests)
 
 
@@ -118,9 +121,11 @@ def main(argv: list[str]) -> int:
         size = opts.size or startup.native_size(single)
         requests = _requests(title, size, opts.steps, opts.jobs)
         _sequential(single, requests[:1])  # loads the checkpoint
-        base = _sequential(single, requests)
+        cpu: list[float] = []
+        base = _sequential(single, requests, cpu)
         print(f"{title}, {size}x{size}, DPM++ 2M, {opts.steps} steps, {opts.jobs} jobs, {opts.threads} thread(s) each")
-        print(f"single process: {base * 1000:.0f} ms/job = {60 / base:.1f} images/min", flush=True)
+        print(f"single process: {base * 1000:.0f} ms/job = {60 / base:.1f} images/min, {cpu[0] * 1000:.0f} ms CPU "
+              "per job", flush=True)
         address = ["--ray-address", opts.ray_address] if opts.ray_address else []
         cluster.connect(_args(data_dir, ["--workers", str(max(counts)), "--worker-threads", str(opts.threads),
                                          *address]), temp_dir=None if opts.ray_address else ray_dir)
@@ -148,8 +153,8 @@ def main(argv: list[str]) -> int:
                 print(line, flush=True)
             finally:
                 pool.close()
-        again = _sequential(single, requests)  # brackets the worker runs: the machine's speed drifts
-        print(f"single process again: {again * 1000:.0f} ms/job")
+        again = _sequential(single, requests, cpu)  # brackets the worker runs: the machine's speed drifts
+        print(f"single process again: {again * 1000:.0f} ms/job, {cpu[1] * 1000:.0f} ms CPU per job")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
