@@ -139,10 +139,10 @@ def main(argv: list[str]) -> int:
                 took = _concurrent(ctx, requests)
                 rates[n] = 60 * len(requests) / took
                 runs = list(ctx.workers.history)[-len(requests):]
-                cpu = sum(r["cpu_seconds"] for r in runs) / len(runs)
+                cpu_job = sum(r["cpu_seconds"] for r in runs) / len(runs)
                 share = sum(r["cpu_seconds"] for r in runs) / sum(r["seconds"] for r in runs)
                 line = (f"{n} worker(s): {rates[n]:.1f} images/min ({took:.2f} s for {len(requests)} jobs; "
-                        f"{cpu * 1000:.0f} ms CPU per job, each worker had {share:.2f} of a core)")
+                        f"{cpu_job * 1000:.0f} ms CPU per job, each worker had {share:.2f} of a core)")
                 if n == 1:
                     per_job, inside = _sequential_on_worker(ctx, requests)
                     line += (f"; one after another {per_job * 1000:.0f} ms/job ({(per_job - base) * 1000:+.0f} ms "
