@@ -265,6 +265,12 @@ def test_workers_status_in_memory_api_and_ui_panel(cluster):
 
     ctx, _, _ = cluster
     with TestClient(build_app(ctx)) as client:
+        # the checkpoint chosen through /options is the one jobs without an override run on
+        chosen = _ckpt(ctx, "tiny-b")
+        assert client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "tiny-b"}).status_code == 200
+        assert client.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == chosen
+        made = client.post("/sdapi/v1/txt2img", json={"prompt": "x", "steps": 2, "width": 64, "height": 64})
+        assert made.status_code == 200 and "Model: tiny-b" in made.json()["info"]
         body = client.get("/sdapi/v1/memory").json()
     workers = body["workers"]
     assert [w["id"] for w in workers] == [w.id for w in ctx.workers.workers()]
