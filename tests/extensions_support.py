@@ -103,7 +103,7 @@ CALLBACKS = {
         script_callbacks.on_image_saved(on_saved)
         script_callbacks.on_cfg_denoiser(denoiser)
         script_callbacks.on_ui_settings(settings)
-        script_callbacks.on_after_component(lambda component, **kw: None)
+        script_callbacks.on_list_optimizers(lambda optimizers: None)
     ''',
     "javascript/hooks.js": "window.hooksExtensionLoaded = true;\n",
     "style.css": "#hooks_box { border: 1px solid red; }\n",

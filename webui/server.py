@@ -81,5 +81,6 @@ def main(argv: list[str]) -> int:
         print(f"launch.py: {e}", file=sys.stderr)
         return 2
     from modules import startup
-    startup.attach_engine(ctx)
+    from webui.ui import gradio3_compat
+    startup.attach_engine(ctx, extension_ui_environment=gradio3_compat.environment)
     return start(ctx)

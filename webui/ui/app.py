@@ -7,20 +7,34 @@ from pathlib import Path
 import gradio as gr
 
 from modules.context import AppContext
-from webui.ui import top_bar
+from webui.ui import component_hooks, extension_ui, top_bar
 from webui.ui.ui_state import UiState
 
 
 def create_ui(ctx: AppContext) -> gr.Blocks:
+    """The page. Extensions' on_before_ui runs first; every block gets the component callbacks
+    (webui/ui/component_hooks.py)."""
+    scripts = ctx.services.scripts
+    if scripts is None:
+        return _create_ui(ctx, None)
+    scripts.before_ui()
+    hooks = component_hooks.ComponentHooks(scripts)
+    with hooks.active():
+        return _create_ui(ctx, hooks)
+
+
+def _create_ui(ctx: AppContext, hooks) -> gr.Blocks:
     ui = UiState.from_context(ctx)
     tabs: dict = {}
     with gr.Blocks(title="Stable Diffusion") as demo:
+        if hooks is not None:
+            hooks.watch(demo)
         status = top_bar.create(ctx, ui)
         with gr.Tabs(elem_id="tabs") as tab_set:
             from webui.ui import img2img, png_info, settings, txt2img
-            with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
+            with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"), ui.building("txt2img"):
                 tabs["txt2img"] = txt2img.create_tab(ctx, ui)
-            with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"):
+            with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"), ui.building("img2img"):
                 tabs["img2img"] = img2img.create_tab(ctx, ui)
             for title, elem_id, builder in ui.optional_tabs():
                 with gr.Tab(title, id=elem_id, elem_id=elem_id):
@@ -35,8 +49,11 @@ def create_ui(ctx: AppContext) -> gr.Blocks:
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
                 ui.extensions_tab(ctx)
         ui.wire_send_to(tabs, tab_set)
+        extension_ui.wire_paste_bindings(ctx, ui, tabs, tab_set)
         # the model loads in the background at start: each page load shows what is loaded now
         demo.load(lambda: top_bar.model_status(ctx), outputs=status, api_visibility="private", queue=False)
+        if hooks is not None:
+            hooks.flush()  # the last blocks' on_after_component, while the page can still take blocks
     return demo
 
 

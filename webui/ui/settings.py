@@ -83,7 +83,8 @@ def create_tab(ctx: AppContext, choices_for=None) -> None:
                     "are in the bar at the top of the page.", elem_id="settings_quicksettings_note")
     with gr.Tabs(elem_id="settings"):
         for section, section_keys in by_section.items():
-            with gr.Tab(SECTIONS.get(section, section.title()), elem_id=f"settings_{section}"):
+            title = SECTIONS.get(section) or ctx.opts.section_labels.get(section) or section.title()
+            with gr.Tab(title, elem_id=f"settings_{section}"):
                 for key in section_keys:
                     keys.append(key)
                     components.append(component_for(key, ctx.opts.registry[key], request_settings.current_value(ctx, key), choices_for))
