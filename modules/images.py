@@ -187,6 +187,10 @@ def save_image(image: Image.Image, path, basename: str = "", seed=None, prompt: 
     if callbacks is None and env is not None:
         callbacks = env.callbacks
     o = lambda name, default: getattr(opts, name, default) if opts is not None else default  # noqa: E731
+    if path is None and env is not None:  # extensions pass p.outpath_samples, which a job leaves unset
+        kind = "grids" if grid else "samples"
+        path = output_dir(opts, f"outdir_{'img2img' if getattr(p, 'is_img2img', False) else 'txt2img'}_{kind}",
+                          env.data_dir)
     if grid and not basename:
         basename, short_filename = "grid", True
     extension = (extension or o("grid_format" if grid else "samples_format", "png")).lower().lstrip(".")

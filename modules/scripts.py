@@ -147,11 +147,11 @@ class ScriptClass:
 
 
 def script_classes_in(module, path: Path, scope: ExtensionScope) -> list[ScriptClass]:
-    """The Script subclasses a script file defines (imported ones belong to their own file)."""
+    """The Script subclasses in a script file's namespace, defined there or imported (A1111's rule:
+    extensions such as Dynamic Prompts define their Script in a package and import it)."""
     out = []
     for value in vars(module).values():
-        if (isinstance(value, type) and issubclass(value, Script) and value is not Script
-                and value.__module__ == module.__name__):
+        if isinstance(value, type) and issubclass(value, Script) and value is not Script:
             out.append(ScriptClass(value, path, scope, {"module": module}))
     return out
 

@@ -40,6 +40,9 @@ def build_app(ctx: AppContext):
     if not ctx.args.nowebui:
         import gradio as gr
 
+        from webui import extension_files
+        extension_files.install(app, ctx)  # A1111's /file= for extensions' javascript
+
         from webui.ui import app as ui_app
         demo = ui_app.create_ui(ctx)
         auth = cmd_args.parse_credentials(ctx.args.gradio_auth, "--gradio-auth") if ctx.args.gradio_auth else None
@@ -50,7 +53,17 @@ def build_app(ctx: AppContext):
     if scripts is not None:
         scripts.app_started(demo, app)  # on_app_started(demo, app)
         app.router.add_event_handler("shutdown", scripts.unload)  # on_script_unloaded
+        _mount_last(app)  # routes extensions added (A1111 extensions add theirs here) come before the UI's "/"
     return app
+
+
+def _mount_last(app) -> None:
+    """Keep the Gradio UI mounted at "/" after every other route: a mount at "/" answers every path."""
+    from starlette.routing import Mount
+
+    routes = app.router.routes
+    mounts = [r for r in routes if isinstance(r, Mount) and r.path in ("", "/")]
+    routes[:] = [r for r in routes if r not in mounts] + mounts
 
 
 def start(ctx: AppContext) -> int:

@@ -136,10 +136,12 @@ def order_extensions(exts: list[Extension]) -> tuple[list[Extension], list[tuple
 def import_script(path: Path, scope) -> list:
     """Import one scripts/*.py under the extension's scope (script_callbacks.ExtensionScope), with the
     extension folder on sys.path during the import (A1111 does this; extensions import their own
-    helper modules that way), inside the front end's ui_context (Gradio 3 compatibility). The module
+    helper modules that way), with the original LDM module paths available (compat.ldm_paths), inside
+    the front end's ui_context (Gradio 3 compatibility). The module
     is named after its file, as A1111 names it ("xyz_grid.py": extensions find scripts by
     `script_class.__module__`), and kept in sys.modules under a unique name too. Returns the
     scripts.ScriptClass records of its Script subclasses."""
+    from modules.plugins.compat import ldm_paths
     from modules.script_callbacks import extension_scope
     from modules.scripts import script_classes_in
 
@@ -152,7 +154,7 @@ def import_script(path: Path, scope) -> list:
     sys.modules[module_name] = module
     a1111_name_is_ours = sys.modules.setdefault(path.name, module) is module
     try:
-        with scope.registry.ui_context(scope), extension_scope(scope):
+        with ldm_paths.installed(), scope.registry.ui_context(scope), extension_scope(scope):
             spec.loader.exec_module(module)
     except BaseException:
         sys.modules.pop(module_name, None)

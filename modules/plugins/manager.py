@@ -199,6 +199,8 @@ def load_extensions(ctx, run_installers: bool = True,
     the web UI's is webui/ui/gradio3_compat.environment)."""
     registry = CallbackRegistry(ctx)
     registry.ui_environment = ui_environment
+    from modules.plugins.compat import builtin_lora
+    builtin_lora.register()  # A1111's `import lora` (its built-in Lora extension's module)
     manager = ExtensionManager(ctx, registry, install_timeout)
     manager.load(run_installers)
     service = ScriptsService(registry, manager.script_classes, manager.loaded)

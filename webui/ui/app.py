@@ -32,9 +32,11 @@ def _create_ui(ctx: AppContext, hooks) -> gr.Blocks:
         status = top_bar.create(ctx, ui)
         with gr.Tabs(elem_id="tabs") as tab_set:
             from webui.ui import img2img, png_info, settings, txt2img
-            with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"), ui.building("txt2img"):
+            # render_children: A1111's page had every tab in it (hidden), and extensions' javascript
+            # looks for #img2img_prompt and the like when the page loads
+            with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img", render_children=True), ui.building("txt2img"):
                 tabs["txt2img"] = txt2img.create_tab(ctx, ui)
-            with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"), ui.building("img2img"):
+            with gr.Tab("img2img", id="img2img", elem_id="tab_img2img", render_children=True), ui.building("img2img"):
                 tabs["img2img"] = img2img.create_tab(ctx, ui)
             for title, elem_id, builder in ui.optional_tabs():
                 with gr.Tab(title, id=elem_id, elem_id=elem_id):
@@ -42,7 +44,7 @@ def _create_ui(ctx: AppContext, hooks) -> gr.Blocks:
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 tabs["pnginfo"] = png_info.create_tab(ctx, ui)
             for blocks_title, elem_id, render in ui.extension_tabs():
-                with gr.Tab(blocks_title, id=elem_id, elem_id=f"tab_{elem_id}"):
+                with gr.Tab(blocks_title, id=elem_id, elem_id=f"tab_{elem_id}", render_children=True):
                     render()
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 settings.create_tab(ctx, choices_for=ui.dynamic_choices)

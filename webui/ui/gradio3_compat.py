@@ -28,6 +28,10 @@ from typing import Any
 
 import gradio
 
+import modules.ui_components  # noqa: F401 - Forge-aware extensions give their component classes this
+
+# __module__ (Gradio 4+ reads the class's source file through it), so it must be in sys.modules
+
 log = logging.getLogger("sdwebui.extensions")
 
 
@@ -59,8 +63,27 @@ def _parameters(orig: type) -> tuple[set[str], bool]:
 
 def translate_init(orig: type, kwargs: dict, note: Notes) -> dict:
     """Gradio 3 constructor arguments of `orig` -> Gradio 6 ones."""
-    name = orig.__name__
     known, open_kwargs = _parameters(orig)
+    _image_rules(orig, kwargs, known, note)
+    _changed_defaults(orig, kwargs, known, note)
+    if issubclass(orig, gradio.Button) and kwargs.get("variant") == "tool":
+        # A1111's ToolButton variant "tool" is its CSS; Gradio 6 knows only its own variants
+        kwargs["variant"] = "secondary"
+        kwargs["elem_classes"] = [*_classes(kwargs.get("elem_classes")), "tool"]
+    if isinstance(kwargs.get("scale"), float) and "scale" in known:
+        # Gradio 3 took scale=0.5 on columns; Gradio 6 scales are whole numbers
+        kwargs["scale"] = max(0, round(kwargs["scale"]))
+    if not open_kwargs:
+        # keyword arguments Gradio 6 removed (interpretation, brush_radius, shape, mirror_webcam,
+        # max_rows, ...): dropped, each noted
+        for key in [k for k in kwargs if k not in known]:
+            kwargs.pop(key)
+            note(f"{orig.__name__}.{key}", f"gr.{orig.__name__}({key}=...) dropped (not a Gradio 6 argument)")
+    return kwargs
+
+
+def _image_rules(orig: type, kwargs: dict, known: set, note: Notes) -> None:
+    name = orig.__name__
     if "source" in kwargs and "sources" in known:
         # Image/Audio/Video(source="upload") -> sources=["upload"] (Gradio 4 made it a list); the
         # Gradio 3 "canvas" source belonged to the sketch tool (below)
@@ -69,7 +92,7 @@ def translate_init(orig: type, kwargs: dict, note: Notes) -> dict:
             raise Untranslatable(f"gr.{name}(source='canvas') (a drawing canvas) has no Gradio 6 equivalent")
         kwargs["sources"] = [source]
         note(f"{name}.source", f"gr.{name}(source=...) -> sources=[...]")
-    if "tool" in kwargs:
+    if "tool" in kwargs and issubclass(orig, gradio.Image):
         # Image(tool="sketch"/"color-sketch") returned {"image", "mask"} from Gradio 3's own canvas:
         # Gradio 6's ImageEditor gives layers in another shape, so such controls are not translated;
         # tool="editor"/"select"/None only chose the editing buttons: dropped
@@ -78,33 +101,34 @@ def translate_init(orig: type, kwargs: dict, note: Notes) -> dict:
             raise Untranslatable(f"gr.{name}(tool={tool!r}) (Gradio 3's sketch canvas, whose value is "
                                  "{'image', 'mask'}) has no Gradio 6 equivalent")
         note(f"{name}.tool", f"gr.{name}(tool={tool!r}) dropped (Gradio 6 images have no tool choice)")
+
+
+def _changed_defaults(orig: type, kwargs: dict, known: set, note: Notes) -> None:
+    if kwargs.get("visible") is False and "visible" in known:
+        # Gradio 3 kept invisible components in the page (hidden), and extensions' javascript finds
+        # them there (hidden checkboxes and textboxes carry values between their scripts and
+        # Python); Gradio 6 leaves visible=False ones out of the page: "hidden" keeps them
+        kwargs["visible"] = "hidden"
+        note("visible", "visible=False -> visible='hidden' (kept in the page, as Gradio 3 did)")
     if issubclass(orig, gradio.Dropdown) and "value" not in kwargs:
-        # changed default: Gradio 5+ selects the first choice when no value is given; Gradio 3 left
-        # the dropdown empty (None)
+        # Gradio 5+ selects the first choice when no value is given; Gradio 3 left the dropdown
+        # empty (None)
         kwargs["value"] = None
+    if issubclass(orig, gradio.Textbox) and kwargs.get("value") is None:
+        # a Gradio 3 textbox without a value held "" (Gradio 6: None), and scripts call .split()
+        # and the like on what they get
+        kwargs["value"] = ""
+    if issubclass(orig, gradio.Tab) and "render_children" not in kwargs:
+        # Gradio 3 put every tab's content in the page (hidden); Gradio 6 adds a tab's content when
+        # it is first shown, and extensions' javascript looks for it earlier
+        kwargs["render_children"] = True
     if issubclass(orig, gradio.Gallery) and "format" not in kwargs:
-        # changed default: Gradio 6 galleries convert images to webp, dropping PNG text (infotext);
-        # Gradio 3 kept PNG
+        # Gradio 6 galleries convert images to webp, dropping PNG text (infotext); Gradio 3 kept PNG
         kwargs["format"] = "png"
     if issubclass(orig, gradio.File) and kwargs.get("type", "file") == "file":
         # Gradio 3's default type "file" (a temp file object: `.name` is its path) is gone; values
         # come as paths that also have `.name` (see Component.preprocess below)
         kwargs["type"] = "filepath"
-    if issubclass(orig, gradio.Button) and kwargs.get("variant") == "tool":
-        # A1111's ToolButton variant "tool" is its CSS; Gradio 6 knows only its own variants
-        kwargs["variant"] = "secondary"
-        kwargs["elem_classes"] = [*_classes(kwargs.get("elem_classes")), "tool"]
-    for key in ("scale",):
-        # Gradio 3 took scale=0.5 on columns; Gradio 6 scales are whole numbers
-        if isinstance(kwargs.get(key), float) and key in known:
-            kwargs[key] = max(0, round(kwargs[key]))
-    if not open_kwargs:
-        # keyword arguments Gradio 6 removed (interpretation, brush_radius, shape, mirror_webcam,
-        # max_rows, ...): dropped, each noted
-        for key in [k for k in kwargs if k not in known]:
-            kwargs.pop(key)
-            note(f"{name}.{key}", f"gr.{name}({key}=...) dropped (not a Gradio 6 argument)")
-    return kwargs
 
 
 def _classes(value) -> list[str]:
@@ -145,6 +169,14 @@ def _translating_listener(listener, note: Notes, where: str):
                 setattr(dependency, name, _translating_listener(follow, note, f"{where}.{name}"))
         return dependency
     return wrapper
+
+
+def translate_update(kwargs: dict) -> dict:
+    """gr.update(...) of extension code: visible=False keeps the component in the page (see
+    translate_init), other arguments as given."""
+    if kwargs.get("visible") is False:
+        kwargs["visible"] = "hidden"
+    return gradio.update(**kwargs)
 
 
 # -- the methods Gradio 3 components had ---------------------------------------------------------------
@@ -222,7 +254,7 @@ def compat_class(orig: type, note: Notes, alias: str | None = None) -> type:
         super(compat, cls).__init_subclass__(**kw)  # noqa: F821 - compat is defined below
         own = cls.__dict__.get("__init__")
         if own is not None:
-            inner = inspect.unwrap(own)
+            inner = getattr(own, "__wrapped__", own)  # under Gradio's wrapper: the extension's own
 
             def init(self, *args, **kwargs):
                 inner(self, *args, **kwargs)
@@ -233,7 +265,7 @@ def compat_class(orig: type, note: Notes, alias: str | None = None) -> type:
     def update(cls, **kwargs):
         # `gr.Button.update(...)` (removed in Gradio 4) -> gr.update(...)
         note("update", f"gr.{alias or orig.__name__}.update(...) -> gr.update(...)")
-        return gradio.update(**kwargs)
+        return translate_update(kwargs)
 
     def preprocess(self, payload):
         value = orig.preprocess(self, payload)
@@ -314,7 +346,9 @@ class GradioStandIn(types.ModuleType):
             value = getattr(gradio, target, None) if target != name else None
         if value is None:
             raise AttributeError(f"module 'gradio' has no attribute {name!r} (Gradio 6)")
-        if name == "components" and isinstance(value, types.ModuleType):
+        if name == "update":  # gr.update(visible=False): see translate_update
+            value = lambda **kwargs: translate_update(kwargs)  # noqa: E731
+        elif name == "components" and isinstance(value, types.ModuleType):
             value = GradioStandIn(value, self._note, value.__name__, self._classes)
         elif isinstance(value, type) and issubclass(value, gradio.blocks.Block) and value not in UNCHANGED:
             if value not in self._classes:

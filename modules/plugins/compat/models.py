@@ -86,9 +86,10 @@ def unload_model_weights(sd_model=None, info=None) -> None:
 
 
 def current_sd_model():
-    models = _ctx().models
-    current = models.current if models is not None else None
-    return current.model if current is not None else None
+    """The loaded model as A1111 extensions see it (ModelView), or None."""
+    ctx = _ctx()
+    current = ctx.models.current if ctx.models is not None else None
+    return ModelView(current, ctx) if current is not None else None
 
 
 class ModelData:
@@ -100,7 +101,7 @@ class ModelData:
 
     def get_sd_model(self):
         from modules.startup import current_model
-        return current_model(_ctx()).model
+        return ModelView(current_model(_ctx()), _ctx())
 
     @property
     def loaded_sd_models(self) -> list:
@@ -190,3 +191,82 @@ def dtype_unet() -> torch.dtype:
 def dtype_vae() -> torch.dtype:
     models = _ctx().models
     return models.dtype_vae if models is not None else torch.float32
+
+
+# -- the loaded model as A1111's extensions see it (shared.sd_model) -------------------------------------
+class TextEncoderView:
+    """The model's cond_stage_model with A1111's prompt tokenising methods (A1111 adds them to the
+    text encoder it wraps): tokenize_line(line) -> (chunks with .tokens/.multipliers/.fixes, token
+    count) and get_target_prompt_token_count(n), through this web UI's prompt encoder."""
+
+    def __init__(self, model, encoder):
+        object.__setattr__(self, "_model", model)
+        object.__setattr__(self, "_encoder", encoder)
+
+    def tokenize_line(self, line: str):
+        return self._encoder().tokenize_line(line)
+
+    def get_target_prompt_token_count(self, token_count: int) -> int:
+        return max(1, -(-int(token_count) // 75)) * 75
+
+    def __getattr__(self, name: str):
+        return getattr(self._model.cond_stage_model, name)
+
+    def __setattr__(self, name: str, value) -> None:
+        setattr(self._model.cond_stage_model, name, value)
+
+    @property
+    def __class__(self):  # isinstance() sees the real text encoder
+        return type(self._model.cond_stage_model)
+
+
+class ModelView:
+    """shared.sd_model: the loaded model, with the attributes A1111 adds to it (is_sd1, is_sd2,
+    is_sdxl, is_sd3, sd_checkpoint_info, sd_model_hash, sd_model_checkpoint) and the text encoder's
+    A1111 methods (TextEncoderView). Every other attribute is the model's own (reads and writes),
+    and isinstance() sees the model's class."""
+
+    def __init__(self, loaded, ctx):
+        object.__setattr__(self, "_loaded", loaded)
+        object.__setattr__(self, "_ctx", ctx)
+
+    def _encoder(self):
+        return self._ctx.services.conditioner(self._loaded.model, self._ctx.opts)
+
+    @property
+    def cond_stage_model(self):
+        return TextEncoderView(self._loaded.model, self._encoder)
+
+    @property
+    def is_sd2(self) -> bool:
+        return "OpenCLIP" in type(self._loaded.model.cond_stage_model).__name__
+
+    @property
+    def is_sd1(self) -> bool:
+        return not self.is_sd2
+
+    is_sdxl = False
+    is_sd3 = False
+    is_ssd = False
+
+    @property
+    def sd_checkpoint_info(self):
+        return self._loaded.info
+
+    @property
+    def sd_model_hash(self) -> str:
+        return self._loaded.info.shorthash
+
+    @property
+    def sd_model_checkpoint(self) -> str:
+        return self._loaded.info.filename
+
+    def __getattr__(self, name: str):
+        return getattr(self._loaded.model, name)
+
+    def __setattr__(self, name: str, value) -> None:
+        setattr(self._loaded.model, name, value)
+
+    @property
+    def __class__(self):
+        return type(self._loaded.model)

@@ -131,6 +131,23 @@ class _DataView(MutableMapping):
         return len(self._opts.as_dict())
 
 
+# A1111 v1.10 settings this web UI does not have, with A1111's defaults: extensions read them (reading
+# gives the default; they have no effect here)
+A1111_SETTING_DEFAULTS = {
+    "img2img_background_color": "#ffffff", "interrogate_keep_models_in_memory": False,
+    "interrogate_clip_max_length": 48, "interrogate_clip_min_length": 24, "interrogate_return_ranks": False,
+    "interrogate_deepbooru_score_threshold": 0.5, "deepbooru_use_spaces": True, "deepbooru_escape": True,
+    "deepbooru_sort_alpha": True, "dataset_filename_word_regex": "", "dataset_filename_join_string": " ",
+    "extra_networks_hidden_models": "When searched", "lora_functional": False, "sd_checkpoint_cache": 0,
+    "samples_log_stdout": False, "do_not_show_images": False, "grid_extended_filename": False,
+    "img2img_fix_steps": False, "font": "", "outdir_save": "log/images", "outdir_init_images": "outputs/init-images",
+    "open_dir_button_choice": "Subdirectory", "gallery_height": "", "sd_vae_as_default": True,
+    "multiple_tqdm": True, "show_progressbar": True, "upcast_sampling": False, "enable_emphasis": True,
+    "use_old_emphasis_implementation": False, "sd_hypernetwork": "None", "img2img_color_correction": False,
+    "save_txt": False, "save_images_before_face_restoration": False, "face_restoration": False,
+}
+
+
 class Opts:
     """shared.opts: the current application's Options, by A1111's names."""
 
@@ -140,7 +157,12 @@ class Opts:
     def __getattr__(self, key: str) -> Any:
         if key.startswith("__"):
             raise AttributeError(key)
-        return getattr(self._opts(), key)
+        try:
+            return getattr(self._opts(), key)
+        except AttributeError:
+            if key in A1111_SETTING_DEFAULTS:
+                return A1111_SETTING_DEFAULTS[key]
+            raise
 
     def __setattr__(self, key: str, value: Any) -> None:
         self._opts().set(key, value)

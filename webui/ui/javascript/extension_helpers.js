@@ -9,13 +9,28 @@
         uiTabChangeCallbacks = [], optionsChangedCallbacks = [], optionsAvailableCallbacks = [];
     var afterUpdateTimer = null, loaded = false, currentTab = null;
 
+    // Gradio 3's page had `#id > label > textarea` (and `> label > input`); Gradio 6 puts a
+    // div.input-container between them. Extensions' selectors through gradioApp() are translated.
+    function gradio3Selector(selector) {
+        return String(selector).replace(/>\s*label\s*>\s*(textarea|input)/g, "> label $1");
+    }
+
+    function withGradio3Selectors(elem) {
+        if (elem.__gradio3Selectors) return elem;
+        var one = elem.querySelector.bind(elem), all = elem.querySelectorAll.bind(elem);
+        elem.querySelector = function (s) { return one(gradio3Selector(s)); };
+        elem.querySelectorAll = function (s) { return all(gradio3Selector(s)); };
+        elem.__gradio3Selectors = true;
+        return elem;
+    }
+
     window.gradioApp = function () {
         var elems = document.getElementsByTagName("gradio-app");
         var elem = elems.length === 0 ? document : elems[0];
         if (elem !== document && !elem.getElementById) {
             elem.getElementById = function (id) { return document.getElementById(id); };
         }
-        return elem.shadowRoot ? elem.shadowRoot : elem;
+        return elem.shadowRoot ? elem.shadowRoot : (elem === document ? elem : withGradio3Selectors(elem));
     };
 
     function topTabButtons() {
@@ -96,14 +111,57 @@
     };
 
     window.localization = window.localization || {};
+    window.titles = window.titles || {};  // A1111's tooltips by label text (extensions add theirs)
     window.getTranslation = function (text) { return window.localization[text] || text; };
 
-    function onMutations(mutations) {
-        if (!loaded && gradioApp().querySelector("#tabs button[role='tab']")) {
+    // "loaded" (A1111: once #txt2img_prompt exists): Gradio 6 renders the page in several passes,
+    // so the callbacks run once the page has been still for 200 ms (at most 3 s after the prompt
+    // box appeared), when the extensions' elements are there too
+    var settleTimer = null, firstSeen = null, starting = false;
+    function markLoaded() {
+        if (loaded || starting) return;
+        starting = true;
+        prerenderTabs(function () {
             loaded = true;
+            window.uiLoadedCallbacksRan = true;  // tests wait for this
             executeCallbacks(uiLoadedCallbacks);
             executeCallbacks(optionsAvailableCallbacks);
             executeCallbacks(optionsChangedCallbacks);
+        });
+    }
+
+    // A1111's page had every top-level tab's content in it from the start (hidden); Gradio 6 adds a
+    // tab's content the first time it is shown, and keeps it after. Extensions' javascript looks
+    // for #img2img_prompt and the like when the page loads, so each tab is shown once, briefly.
+    function prerenderTabs(done) {
+        var buttons = topTabButtons(), selected = window.get_uiCurrentTab();
+        var missing = buttons.filter(function (b) {
+            var id = (b.id || "").replace(/-button$/, "");
+            return id && !document.getElementById(id);
+        });
+        var step = function (i) {
+            if (i >= missing.length) {
+                if (selected && missing.length) selected.click();
+                setTimeout(done, missing.length ? 100 : 0);
+                return;
+            }
+            missing[i].click();
+            var id = missing[i].id.replace(/-button$/, ""), waited = 0;
+            var wait = function () {
+                if (document.getElementById(id) || waited > 2000) return step(i + 1);
+                waited += 25;
+                setTimeout(wait, 25);
+            };
+            wait();
+        };
+        step(0);
+    }
+
+    function onMutations(mutations) {
+        if (!loaded && gradioApp().querySelector("#txt2img_prompt")) {
+            firstSeen = firstSeen || Date.now();
+            if (settleTimer) clearTimeout(settleTimer);
+            settleTimer = setTimeout(markLoaded, Date.now() - firstSeen > 3000 ? 0 : 200);
         }
         executeCallbacks(uiUpdateCallbacks, mutations);
         var tab = window.get_uiCurrentTab();
@@ -115,7 +173,14 @@
         afterUpdateTimer = setTimeout(function () { executeCallbacks(uiAfterUpdateCallbacks); }, 200);
     }
 
-    document.addEventListener("DOMContentLoaded", function () {
+    // Gradio adds the page head's scripts after the document has loaded: start now if it has
+    function start() {
         new MutationObserver(onMutations).observe(gradioApp(), {childList: true, subtree: true});
-    });
+        onMutations([]);
+    }
+    if (document.readyState === "loading") {
+        document.addEventListener("DOMContentLoaded", start);
+    } else {
+        start();
+    }
 })();
