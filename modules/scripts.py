@@ -129,13 +129,17 @@ class ScriptClass:
     (script_class, path, basedir, module) are properties."""
 
     script_class: type
-    path: Path
+    file: Path
     scope: ExtensionScope
     extra: dict = field(default_factory=dict)
 
     @property
     def extension(self) -> str:
         return self.scope.extension
+
+    @property
+    def path(self) -> str:
+        return str(self.file)
 
     @property
     def basedir(self) -> str:

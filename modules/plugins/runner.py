@@ -80,11 +80,11 @@ class ScriptRunner:
         return self.alwayson_scripts + self.selectable_scripts
 
     def _add(self, sc: ScriptClass) -> None:
-        where = f"{sc.path.name} ({sc.script_class.__name__})"
+        where = f"{sc.file.name} ({sc.script_class.__name__})"
         ok, script = self.registry.guarded(sc.scope, where, sc.script_class)
         if not ok:
             return
-        script.filename, script.extension = str(sc.path), sc.extension
+        script.filename, script.extension = sc.path, sc.extension
         script.is_txt2img, script.is_img2img = not self.is_img2img, self.is_img2img
         ok, visibility = self.registry.guarded(sc.scope, f"{where} show()", script.show, self.is_img2img)
         if not ok or not visibility:
