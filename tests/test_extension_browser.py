@@ -11,7 +11,15 @@ from modules.plugins.manager import load_extensions
 from tests.api_support import make_context, make_data_dir
 from tests.extensions_support import A1111_SURFACE, GRADIO3_SKETCH, GRADIO3_STYLE, write_extension
 from tests.live_server import LiveServer
-from tests.test_ui_browser import ARGS, CHROMIUM, SHOTS, _browser_or_skip, generate, open_tab, wait_for_gallery
+from tests.test_ui_browser import (
+    ARGS,
+    CHROMIUM,
+    SHOTS,
+    _browser_or_skip,
+    generate,
+    open_tab,
+    wait_for_gallery,
+)
 from webui.ui import gradio3_compat
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -109,6 +109,7 @@ def test_settings_section_onchange_and_alwayson_scripts_by_title(ctx):
     assert "Surface word: apiword" in json.loads(r.json()["info"])["infotexts"][0]
 
 
+@pytest.mark.slow
 def test_the_engine_never_imports_gradio_and_nothing_imports_the_ui_facades():
     code = textwrap.dedent("""
         import pkgutil, importlib, sys

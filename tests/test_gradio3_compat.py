@@ -36,7 +36,7 @@ def test_gradio3_code_builds_and_the_real_module_comes_back(scope):
             with gr.Box(elem_id="box"):
                 word = gr.Textbox(label="w", elem_id="word").style(container=False)
                 go = gr.Button("Go", elem_id="go").style(full_width=False)
-                mine = MyButton("Mine", elem_id="mine")
+                MyButton("Mine", elem_id="mine")
                 choice = gr.Dropdown(["a", "b"], elem_id="choice")
                 hidden = gr.Textbox(visible=False, elem_id="hidden")
                 gallery = gr.Gallery(elem_id="gallery").style(grid=3)
