@@ -16,6 +16,12 @@ in the start-up thread's context, which the server's threads and tasks inherit.
 
 Every callback is isolated: an exception is logged once (with the extension's name and a
 traceback), recorded in `registry.problems` for the Extensions tab, and the job goes on.
+
+Extension code that imports UI libraries or builds UI (script imports, ui(), on_ui_tabs,
+on_before_ui, the component callbacks) runs inside `registry.ui_context(scope)`, the context the
+front end injects (`ui_environment`; the web UI's gives Gradio 3 code its stand-in module, see
+webui/ui/gradio3_compat.py). Callbacks are remembered with the file that registered them, so
+`remove_current_script_callbacks()` forgets one script's, as in A1111.
 """
 from __future__ import annotations
 
