@@ -27,20 +27,31 @@ sys.path.insert(0, str(ROOT))
 from modules import cmd_args, process_env  # noqa: E402
 from modules import requirements as reqs  # noqa: E402
 
+# A1111's launch API, for extensions' install.py (`import launch; launch.run_pip(...)`)
+from modules.plugins.compat.launch import (  # noqa: E402, F401
+    commit_hash,
+    git_tag,
+    index_url,
+    is_installed,
+    python,
+    run,
+    run_pip,
+)
+
 
 def in_virtualenv() -> bool:
     return sys.prefix != sys.base_prefix
 
 
 def reexec_in_venv(argv: list[str]) -> None:
-    python = VENV / "bin" / "python"
-    if not python.exists():
+    venv_python = VENV / "bin" / "python"
+    if not venv_python.exists():
         print(f"Creating a virtual environment in {VENV} ...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    os.execv(str(python), [str(python), str(ROOT / "launch.py"), *argv])
+    os.execv(str(venv_python), [str(venv_python), str(ROOT / "launch.py"), *argv])
 
 
-def run_pip(args: list[str]) -> None:
+def pip_install(args: list[str]) -> None:
     cmd = [sys.executable, "-m", "pip", "install", "--only-binary=:all:", "--no-deps", *args]
     print("$", " ".join(shlex.quote(a) for a in cmd), flush=True)
     subprocess.run(cmd, check=True)  # pip's own progress bars show on the terminal
@@ -65,7 +76,7 @@ def install(test: bool, ray: bool = False) -> None:
     print(f"Installing {len(missing)} missing or outdated packages: "
           f"{', '.join(p.name for p in missing[:8])}{' ...' if len(missing) > 8 else ''}", flush=True)
     # --no-deps: the files are a complete lock of what was tested; see README "Requirements".
-    run_pip([str(p) for p in missing])
+    pip_install([str(p) for p in missing])
 
 
 def run_tests(extra: list[str]) -> int:
@@ -101,6 +112,14 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from webui.server import main as server_main
     return server_main(argv)
+
+
+def __getattr__(name: str):
+    """launch.args: the flags of this process (A1111)."""
+    if name == "args":
+        from modules.plugins.compat.launch import parsed_args
+        return parsed_args()
+    raise AttributeError(f"module 'launch' has no attribute {name!r}")
 
 
 if __name__ == "__main__":

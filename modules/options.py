@@ -209,6 +209,8 @@ class Options:
     registry: dict[str, OptionInfo] = field(default_factory=lambda: dict(REGISTRY))
     data: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    section_labels: dict[str, str] = field(default_factory=dict)  # extensions' sections: id -> title
+    listeners: dict[str, list] = field(default_factory=dict)  # key -> [fn(key, value)] after a change
 
     def __post_init__(self):
         self._lock = threading.RLock()
@@ -224,7 +226,7 @@ class Options:
         raise OptionError(f"unknown setting {key!r}")
 
     def __getattr__(self, key: str) -> Any:
-        if key.startswith("_") or key in ("path", "registry", "data", "warnings"):
+        if key.startswith("_") or key in ("path", "registry", "data", "warnings", "section_labels", "listeners"):
             raise AttributeError(key)
         try:
             return self.get(key)
@@ -236,10 +238,23 @@ class Options:
             return {**{k: self.get(k) for k in self.registry}, **self.data}
 
     # -- writing ---------------------------------------------------------------------------------
-    def add_option(self, key: str, info: OptionInfo) -> None:
-        """For extensions (on_ui_settings): adds a setting to this instance's registry."""
+    def add_option(self, key: str, info: OptionInfo, section_label: str | None = None) -> None:
+        """For extensions (on_ui_settings): adds a setting to this instance's registry; section_label
+        is the Settings tab's title for a section of its own."""
         with self._lock:
             self.registry[key] = info
+            if section_label:
+                self.section_labels.setdefault(info.section, section_label)
+
+    def on_change(self, key: str, fn) -> None:
+        """fn(key, value) after set()/update() changed the value of key (A1111's opts.onchange)."""
+        with self._lock:
+            self.listeners.setdefault(key, []).append(fn)
+
+    def _notify(self, changed: dict[str, Any]) -> None:
+        for key, value in changed.items():
+            for fn in list(self.listeners.get(key, ())):
+                fn(key, value)
 
     def set(self, key: str, value: Any) -> Any:
         """Validate and set; returns the stored (converted) value. Does not save."""
@@ -248,8 +263,11 @@ class Options:
             if info is None:
                 raise OptionError(f"unknown setting {key!r}")
             value = info.validate(key, value)
+            changed = self.get(key) != value
             self.data[key] = value
-            return value
+        if changed:
+            self._notify({key: value})
+        return value
 
     def update(self, values: dict[str, Any]) -> None:
         """All-or-nothing: validate every value first, then set them."""
@@ -260,7 +278,9 @@ class Options:
                 if info is None:
                     raise OptionError(f"unknown setting {key!r}")
                 checked[key] = info.validate(key, value)
+            changed = {k: v for k, v in checked.items() if self.get(k) != v}
             self.data.update(checked)
+        self._notify(changed)
 
     @contextlib.contextmanager
     def override(self, values: dict[str, Any], restore: bool = True) -> Iterator[None]:
@@ -273,11 +293,14 @@ class Options:
         finally:
             if restore:
                 with self._lock:
+                    during = {k: self.get(k) for k in before}
                     for k, (present, old) in before.items():
                         if present:
                             self.data[k] = old
                         else:
                             self.data.pop(k, None)
+                    restored = {k: self.get(k) for k in before if self.get(k) != during[k]}
+                self._notify(restored)
 
     # -- persistence -----------------------------------------------------------------------------
     def load(self) -> "Options":

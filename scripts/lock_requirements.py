@@ -20,7 +20,8 @@ UNUSED = {"wandb", "accelerate", "kornia", "kornia-rs", "cwevals", "distro", "pl
           "xxhash", "protobuf", "googleapis-common-protos"}
 APP_ROOTS = ["gradio", "fastapi", "uvicorn", "torch", "torchvision", "open-clip-torch", "safetensors", "pillow",
              "numpy", "omegaconf", "setuptools", "k-diffusion", "psutil", "piexif", "lark", "spandrel",
-             "spandrel-extra-arches", "tokenizers", "sentencepiece"]
+             "spandrel-extra-arches", "tokenizers", "sentencepiece",
+             "opencv-python-headless"]  # cv2: A1111 has it (through facexlib) and its extensions import it
 # Test-only roots; their dependencies that the app does not already have join the test file.
 TEST_ROOTS = ["pytest", "hypothesis", "diffusers", "transformers", "playwright", "pytest-timeout", "ruff"]
 RAY_ROOTS = ["ray"]

@@ -14,18 +14,19 @@ def wanted(args) -> bool:
     return bool(getattr(args, "workers", None) or getattr(args, "ray_address", None))
 
 
-def attach(ctx, temp_dir: str | None = None, wait: float | None = None, ui_sandbox=None):
+def attach(ctx, temp_dir: str | None = None, wait: float | None = None, ui_sandbox=None, ui_environment=None):
     """The front end's engine parts (catalogs, prompt services, extensions - no model), then the
     workers; ctx.models becomes a ClusterModels and ctx.workers the pool. Returns the pool.
-    ui_sandbox: the front end's off-page context for script controls (the workers build them too)."""
+    ui_sandbox: the front end's off-page context for script controls (the workers build them too);
+    ui_environment: its context for extensions' UI code (Gradio 3 compatibility), here and in workers."""
     from modules import startup
     from modules.distributed.cluster import make_pool
     from modules.distributed.models import ClusterModels
 
-    startup.attach_engine(ctx, preload=False)
+    startup.attach_engine(ctx, preload=False, extension_ui_environment=ui_environment)
     if ui_sandbox is not None and ctx.services.scripts is not None:
         ctx.services.scripts.set_ui_sandbox(ui_sandbox)
-    pool = make_pool(ctx, temp_dir=temp_dir, wait=wait, ui_sandbox=ui_sandbox)
+    pool = make_pool(ctx, temp_dir=temp_dir, wait=wait, ui_sandbox=ui_sandbox, ui_environment=ui_environment)
     ctx.models = ClusterModels(ctx, ctx.models, pool)
     ctx.workers = pool
     return pool

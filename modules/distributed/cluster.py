@@ -98,7 +98,7 @@ def actor_options(args, ray) -> dict:
             "runtime_env": {"env_vars": env}}
 
 
-def make_pool(ctx, temp_dir: str | None = None, wait: float | None = None, ui_sandbox=None):
+def make_pool(ctx, temp_dir: str | None = None, wait: float | None = None, ui_sandbox=None, ui_environment=None):
     """Connect, and start the worker pool on ctx (its scheduler drives ctx.jobs)."""
     from modules.distributed.pool import WorkerPool
     from modules.distributed.worker import GenerationWorker
@@ -108,5 +108,5 @@ def make_pool(ctx, temp_dir: str | None = None, wait: float | None = None, ui_sa
     actor_class = ray.remote(GenerationWorker)
     pool = WorkerPool(ctx, ray, actor_class, desired=lambda: desired_workers(args, ray),
                       actor_options=actor_options(args, ray), threads=worker_threads(args),
-                      ui_sandbox=ui_sandbox)
+                      ui_sandbox=ui_sandbox, ui_environment=ui_environment)
     return pool.start(wait=wait)

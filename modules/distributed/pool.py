@@ -70,11 +70,11 @@ class _Claim:
 
 class WorkerPool:
     def __init__(self, ctx, ray, actor_class, desired: Callable[[], int], actor_options: dict | None = None,
-                 threads: int = 1, ui_sandbox: Callable | None = None):
+                 threads: int = 1, ui_sandbox: Callable | None = None, ui_environment: Callable | None = None):
         self.ctx, self.ray = ctx, ray
         self.actor_class, self.actor_options, self.threads = actor_class, dict(actor_options or {}), threads
         self.desired = desired
-        self.ui_sandbox = ui_sandbox
+        self.ui_sandbox, self.ui_environment = ui_sandbox, ui_environment
         self._lock = threading.RLock()
         self._workers: dict[int, WorkerHandle] = {}
         self._next_id = 0
@@ -141,7 +141,7 @@ class WorkerPool:
             wid = self._next_id
             self._next_id += 1
             actor = self.actor_class.options(**self.actor_options).remote(self.ctx.args, wid, self.threads,
-                                                                              self.ui_sandbox)
+                                                                          self.ui_sandbox, self.ui_environment)
             w = self._workers[wid] = WorkerHandle(wid, actor)
         threading.Thread(target=self._await_ready, args=(w, None), name=f"worker-{wid}-start", daemon=True).start()
         return w

@@ -55,9 +55,10 @@ def is_device_lost(e: BaseException) -> bool:
 class GenerationWorker:
     """One device's worker (see the module docstring). `args` are the front end's parsed flags;
     `ui_sandbox` the front end's off-page context for building script controls (webui.ui.scripts_ui
-    .sandbox), so scripts lay out their arguments here exactly as there."""
+    .sandbox), so scripts lay out their arguments here exactly as there, and `ui_environment` its
+    context for extensions' UI code (webui.ui.gradio3_compat.environment)."""
 
-    def __init__(self, args, worker_id: int, threads: int = 1, ui_sandbox=None):
+    def __init__(self, args, worker_id: int, threads: int = 1, ui_sandbox=None, ui_environment=None):
         import torch
 
         from modules import startup
@@ -68,7 +69,7 @@ class GenerationWorker:
         args.device_id = None  # Ray gives this process its GPU as device 0
         self.ctx = create_context(args)
         self.ctx.opts.path = None  # the front end owns config.json; jobs bring its settings
-        startup.attach_engine(self.ctx, preload=False)
+        startup.attach_engine(self.ctx, preload=False, extension_ui_environment=ui_environment)
         if ui_sandbox is not None and self.ctx.services.scripts is not None:
             self.ctx.services.scripts.set_ui_sandbox(ui_sandbox)
         self.started = time.time()

@@ -288,10 +288,13 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
 class Processed:
     """The result of process_images: images, their infotexts and seeds (A1111's names)."""
 
-    def __init__(self, p: StableDiffusionProcessing, images: list, seed: int = -1, info: str = "",
+    def __init__(self, p: StableDiffusionProcessing, images_list: list, seed: int = -1, info: str = "",
                  subseed: int | None = None, all_prompts=None, all_negative_prompts=None, all_seeds=None,
-                 all_subseeds=None, index_of_first_image: int = 0, infotexts=None, comments: str = ""):
+                 all_subseeds=None, index_of_first_image: int = 0, infotexts=None, comments: str = "",
+                 extra_images_list=None):
+        images = images_list  # A1111's parameter name (scripts pass images_list=...)
         self.images = images
+        self.extra_images = list(extra_images_list or [])
         self.prompt = p.prompt
         self.negative_prompt = p.negative_prompt
         self.seed = seed
