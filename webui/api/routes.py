@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from modules import cmd_args, request_settings, startup
 from modules.context import AppContext
 from modules.errors import RequestError
-from webui.api import extras, generation, imagecodec, listings, models, scripts_api
+from webui.api import a1111_routes, extras, generation, imagecodec, listings, models, scripts_api
 from webui.api.auth import basic_auth_dependency
 from webui.api.errors import ApiError, SafeRoute, http_error_handler, install_handlers
 
@@ -34,6 +34,7 @@ def install(app: FastAPI, ctx: AppContext) -> None:
     _state_routes(router, ctx)
     _model_routes(router, ctx)
     _list_routes(router, ctx)
+    a1111_routes.install(router, ctx)
     app.include_router(router)
     install_handlers(app)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
