@@ -126,6 +126,10 @@ def __getattr__(name: str) -> Any:
     if name == "sd_model":
         current = ctx.models.current if ctx.models is not None else None
         return current.model if current is not None else None
+    if name == "sd_upscalers":  # A1111's list of upscalers (name, data_path, scaler.upscale)
+        from modules.upscaler_data import sd_upscalers
+
+        return sd_upscalers(ctx.services.upscalers)
     if name == "device":
         return ctx.models.device if ctx.models is not None else None
     if name == "data_path":
