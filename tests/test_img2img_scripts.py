@@ -110,3 +110,34 @@ def test_poor_mans_outpainting_paints_the_new_border_only(client):
     assert out[0].size == (128, 64)  # 64 + 16 rounded up to a multiple of 64, as A1111
     assert np.array_equal(np.asarray(out[0])[:, :32], np.asarray(init)[:, :32])
     assert np.asarray(out[0])[:, 100:].std() > 0  # painted, not left black
+
+
+@pytest.mark.slow  # a live server with every built-in extension, driven through the web UI's endpoint
+def test_each_script_through_the_web_ui(tmp_path_factory):
+    from gradio_client import Client, handle_file
+
+    from modules.plugins.manager import load_extensions
+    from tests.live_server import LiveServer
+
+    root = make_data_dir(tmp_path_factory.mktemp("img2img-scripts-ui"))
+    ctx = make_context(root)
+    ctx.opts.set("samples_save", False)
+    load_extensions(ctx, run_installers=False)
+    path = root / "init.png"
+    gradient(64, 64).save(path)
+    runner = ctx.services.scripts.runner(True)
+    with LiveServer(ctx) as url:
+        client = Client(url, verbose=False)
+        # radios with type="index" take their choice's label in the UI (the script gets the index)
+        cases = {"SD upscale": (["", 16, "Lanczos", 2.0], (128, 128)), "Loopback": ([2, 0.5, "Linear", "None"], (64, 64)),
+                 "Outpainting mk2": (["", 16, 4, ["right"], 1.0, 0.05], (80, 64)),
+                 "Poor man's outpainting": ([16, 2, "original", ["down"]], (64, 128))}
+        for title, (args, size) in cases.items():
+            script = next(s for s in runner.scripts if s.title() == title)
+            values = {f"script_args_{script.args_from + i}": v for i, v in enumerate(args)
+                      if not (i == 0 and v == "")}  # the info HTML is display-only
+            gallery, infotext, *_ = client.predict(prompt="x", steps=2, width=64, height=64, seed=3,
+                                                   init_img=handle_file(str(path)), script_args_0=title,
+                                                   api_name="/img2img", **values)
+            assert Image.open(gallery[-1]["image"]).size == size, title
+            assert "Steps: 2" in infotext, title
