@@ -23,7 +23,7 @@ def test_tiles_round_trip_and_cover_the_image():
     image = gradient(300, 200)
     grid = images.split_grid(image, tile_w=128, tile_h=96, overlap=32)
     xs = [x for x, _w, _t in grid.tiles[0][2]]
-    assert xs[0] == 0 and xs[-1] + 128 == 300 and all(b - a <= 128 - 32 for a, b in zip(xs, xs[1:]))
+    assert xs[0] == 0 and xs[-1] + 128 == 300 and all(b - a <= 128 - 32 for a, b in zip(xs, xs[1:], strict=False))
     assert grid.tiles[-1][0] + 96 == 200
     back = np.asarray(images.combine_grid(grid), dtype=np.int16)
     assert np.abs(back - np.asarray(image, dtype=np.int16)).max() <= 1

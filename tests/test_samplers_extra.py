@@ -222,3 +222,27 @@ def test_a1111_names_and_listing():
     names = [s.name for s in samplers.SAMPLERS]
     assert names.index("Restart") == names.index("DPM adaptive") + 1
     assert names[names.index("DDIM"):names.index("DDIM") + 4] == ["DDIM", "DDIM CFG++", "PLMS", "UniPC"]
+
+
+# --- through the pipeline: eps (tiny v1) and v (tiny v2-v) models ----------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_models():
+    from tests.tiny import make_tiny_model
+
+    return {"eps": make_tiny_model("tiny-v1"), "v": make_tiny_model("tiny-v2-v")}
+
+
+@pytest.mark.parametrize("parameterization", ["eps", "v"])
+@pytest.mark.parametrize("name", ["PLMS", "UniPC", "Restart", "DDIM CFG++"])
+def test_each_new_sampler_through_the_pipeline(tiny_models, name, parameterization):
+    from modules.infotext import parse_generation_parameters
+    from tests.test_processing import txt2img
+
+    model = tiny_models[parameterization]
+    res = txt2img(model, sampler_name=name, steps=4, seed=3)
+    params = parse_generation_parameters(res.infotexts[0])
+    assert params["Sampler"] == name and params["Schedule type"] == "Automatic"
+    assert samplers.find_sampler(params["Sampler"]).name == name  # pasting the infotext finds it again
+    again = txt2img(model, sampler_name=samplers.find_sampler(name).aliases[0], steps=4, seed=3)
+    assert list(again.images[0].getdata()) == list(res.images[0].getdata())
