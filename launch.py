@@ -4,7 +4,8 @@
 1. Outside a virtual environment: create ./venv and re-execute this script with its Python.
 2. Install the pinned requirements that are missing (checked against installed metadata, no pip
    resolution, so a second start takes no time). TORCH_COMMAND overrides how torch is installed.
-3. `--test`: also install the test requirements, then run every test and exit with pytest's status.
+3. `--test`: also install the test requirements, then lint (ruff) and run every test; exit non-zero
+   if either fails.
 4. Otherwise start the server (web UI and/or API).
 
 Only the standard library is used before the venv is ready.
@@ -64,10 +65,13 @@ def install(test: bool) -> None:
 
 
 def run_tests(extra: list[str]) -> int:
-    cmd = [sys.executable, "-m", "pytest", *extra]
-    print("$", " ".join(cmd), flush=True)
-    code = subprocess.run(cmd, cwd=ROOT).returncode
-    return 1 if code == 5 else code  # 5 = no test ran: that is a failure too
+    """ruff (the lint rules in pyproject.toml) over the whole tree, then pytest; both must pass."""
+    for cmd in ([sys.executable, "-m", "ruff", "check", "."], [sys.executable, "-m", "pytest", *extra]):
+        print("$", " ".join(cmd), flush=True)
+        code = subprocess.run(cmd, cwd=ROOT).returncode
+        if code != 0:
+            return 1 if code == 5 else code  # pytest's 5 = no test ran: that is a failure too
+    return 0
 
 
 def main(argv: list[str]) -> int:

@@ -1,9 +1,11 @@
-"""Atomic file writes: a temp file in the same folder, fsync, then os.replace.
+"""Atomic file writes: a temp file in the same folder, fsync, then os.replace; and reading back the
+JSON files the app writes, keeping a damaged one as a backup instead of overwriting it.
 
 A crash or a full disk mid-write leaves the old file intact, never a half-written one.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -42,3 +44,21 @@ def backup_corrupt(path: str | os.PathLike) -> Path:
         n += 1
     os.replace(path, backup)
     return backup
+
+
+def read_json_object(path: str | os.PathLike) -> tuple[dict, str | None]:
+    """A JSON object file the app writes (config.json, cache.json...) -> (its data, warning).
+
+    Missing: ({}, None). Unreadable as a JSON object: the file is moved aside (backup_corrupt) so the
+    next write cannot destroy what the user had, and the warning says where it went."""
+    path = Path(path)
+    if not path.is_file():
+        return {}, None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("the top level is not an object")
+    except (ValueError, UnicodeDecodeError) as e:
+        backup = backup_corrupt(path)
+        return {}, f"{path.name} could not be read ({e}); it was kept as {backup.name}"
+    return data, None

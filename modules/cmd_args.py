@@ -51,6 +51,9 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--embeddings-dir", type=Path, default=None, help="textual inversion folder (default embeddings/)")
     g.add_argument("--lora-dir", type=Path, default=None, help="LoRA folder (default models/Lora)")
     g.add_argument("--styles-file", type=Path, default=None, help="styles csv (default styles.csv in the data dir)")
+    for folder in ("ESRGAN", "RealESRGAN", "SwinIR", "ScuNET", "DAT", "HAT", "GFPGAN", "Codeformer"):
+        g.add_argument(f"--{folder.lower()}-models-path", type=Path, default=None,
+                       help=f"folder of {folder} model files (default models/{folder})")
     g.add_argument("--allow-any-output-dir", action="store_true",
                    help="let requests and the Settings tab set output folders outside the data dir")
 

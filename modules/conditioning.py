@@ -23,6 +23,7 @@ import torch
 from modules import prompt_parser
 from modules.cond_schedule import MultiCond, ScheduledCond
 from modules.jobs import JobInterrupted
+from modules.lora.tags import parse_extra_networks
 
 EMPHASIS_MODES = ("Original", "No norm", "Ignore", "None")
 ENCODE_BATCH = 8  # texts per text-encoder call: bounds activation memory for long schedules
@@ -93,7 +94,6 @@ class PromptEncoder:
     def count_tokens(self, text: str, steps: int = 20, is_positive: bool = True) -> tuple[int, int]:
         """(tokens used, tokens available) for the UI's "used/75" counter, as A1111 counts them:
         extra-network tags removed, the worst AND sub-prompt and schedule step, limit 75 per chunk."""
-        from modules.lora.tags import parse_extra_networks
 
         text, _ = parse_extra_networks(text)
         subprompts = [t for t, _ in prompt_parser.split_and(text)] if is_positive else [text]

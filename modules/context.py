@@ -35,6 +35,8 @@ class Services:
     lora: LoraDatabase | None = None
     extra_networks: Callable | None = None  # (model, prompts) -> (prompts, context manager)
     upscalers: UpscalerTable = field(default_factory=UpscalerTable)  # image upscalers (Extras, hires fix)
+    model_upscalers: Any = None  # modules.upscaler_models.ModelUpscalers: the files behind the model entries
+    face_restorers: Any = None   # modules.face_restoration.service.FaceRestorers (GFPGAN, CodeFormer)
     scripts: ScriptsService | None = None  # the extensions' script runners, tabs, css/js
     callbacks: ProcessingCallbacks | None = None  # script_callbacks a job calls
 

@@ -18,6 +18,7 @@ no NaNs as fp16 can give. On the CPU the VAE stays fp32 (it runs once per image)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 from dataclasses import dataclass
 from typing import Iterator
@@ -30,6 +31,7 @@ class DevicePolicy:
     device: torch.device
     dtype_unet: torch.dtype  # UNet and text encoder weights
     dtype_vae: torch.dtype  # first_stage_model weights (fp32 with --no-half-vae)
+    offload: str = "none"  # "med" (--medvram) / "low" (--lowvram): modules.models.offload, on a GPU only
 
 
 def choose_device(use_cpu: tuple[str, ...] | list[str] = (), device_id: int | None = None) -> torch.device:
@@ -74,6 +76,8 @@ def describe(policy: DevicePolicy) -> str:
         return str(dt).removeprefix("torch.")
 
     line = f"model on {policy.device}: UNet and text encoder {name(policy.dtype_unet)}, VAE {name(policy.dtype_vae)}"
+    if policy.offload != "none":
+        line += f" (--{policy.offload}vram: only the running part on the GPU)"
     if policy.device.type == "cpu" and policy.dtype_unet == torch.float32 and cpu_has_native_bf16():
         line += " (this CPU runs bf16 natively: start with --bf16 for ~3x faster sampling)"
     return line
@@ -82,10 +86,14 @@ def describe(policy: DevicePolicy) -> str:
 def policy_from_args(args) -> DevicePolicy:
     """Build the policy from an argparse namespace with A1111's flag names (missing ones = default)."""
     device = choose_device(getattr(args, "use_cpu", None) or (), getattr(args, "device_id", None))
-    return dtype_policy(device, no_half=bool(getattr(args, "no_half", False)),
-                        no_half_vae=bool(getattr(args, "no_half_vae", False)),
-                        precision=getattr(args, "precision", None) or "autocast",
-                        bf16=bool(getattr(args, "bf16", False)))
+    policy = dtype_policy(device, no_half=bool(getattr(args, "no_half", False)),
+                          no_half_vae=bool(getattr(args, "no_half_vae", False)),
+                          precision=getattr(args, "precision", None) or "autocast",
+                          bf16=bool(getattr(args, "bf16", False)))
+    offload = "low" if getattr(args, "lowvram", False) else "med" if getattr(args, "medvram", False) else "none"
+    if device.type == "cuda" and offload != "none":  # on the CPU everything already is in the one memory
+        policy = dataclasses.replace(policy, offload=offload)
+    return policy
 
 
 def free_memory(device: torch.device | str | None = None) -> None:

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import safetensors.torch
 import torch
 
 EXTENSIONS = (".pt", ".bin", ".safetensors")
@@ -55,7 +56,6 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def _read_file(path: Path) -> dict:
     if path.suffix.lower() == ".safetensors":
-        import safetensors.torch
 
         return safetensors.torch.load_file(str(path), device="cpu")
     # the original textual_inversion repository pickled an nn.ParameterDict; nothing else is allowed

@@ -57,10 +57,19 @@ def png_info(infotext: str | None, items: dict | None = None) -> PngImagePlugin.
     return info
 
 
+def storable_text(text: str) -> str:
+    """text that every writer can encode: a lone surrogate (from a broken client or extension)
+    becomes U+FFFD instead of failing the save after the whole job ran."""
+    return text.encode("utf-8", errors="replace").decode("utf-8") if text else text
+
+
 def encode_image(image: Image.Image, fmt: str, infotext: str | None = None, items: dict | None = None,
                  quality: int = 80, lossless: bool = False) -> bytes:
-    """The file bytes of `image` in fmt ("png", "jpg"/"jpeg", "webp") with the metadata embedded."""
+    """The file bytes of `image` in fmt ("png", "jpg"/"jpeg", "webp") with the metadata embedded.
+    The one image writer of the app: saved files, the gallery's PNGs and the API's base64 PNGs."""
     fmt = fmt.lower()
+    infotext = storable_text(infotext) if infotext else infotext
+    items = {k: storable_text(v) if isinstance(v, str) else v for k, v in (items or {}).items()}
     buf = io.BytesIO()
     if fmt == "png":
         image.save(buf, "PNG", pnginfo=png_info(infotext, items))

@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageColor
 
-from modules.image_metadata import encode_image, read_info_from_image  # noqa: F401 - re-exported
+from modules.image_metadata import encode_image, read_info_from_image, storable_text  # noqa: F401 - re-exported
 from modules.image_tiles import Grid, combine_grid, split_grid  # noqa: F401 - A1111's names (scripts use them)
+from modules.processing.objects import ImageSaveParams
 
 INVALID_FILENAME_CHARS = '#<>:"/\\|?*\n\r\t'
 MAX_FILENAME_PART_LENGTH = 128
@@ -34,7 +35,7 @@ def sanitize_filename_part(text: str | None, replace_spaces: bool = True) -> str
         return None
     if replace_spaces:
         text = text.replace(" ", "_")
-    text = text.translate({ord(c): "_" for c in INVALID_FILENAME_CHARS})
+    text = storable_text(text).translate({ord(c): "_" for c in INVALID_FILENAME_CHARS})
     return text.lstrip(" ")[:MAX_FILENAME_PART_LENGTH].rstrip(" .")
 
 
@@ -196,7 +197,6 @@ def save_image(image: Image.Image, path, basename: str = "", seed=None, prompt: 
         pnginfo["parameters"] = info
     params = None
     if callbacks is not None and (callbacks.on_before_image_saved or callbacks.on_image_saved):
-        from modules.processing.objects import ImageSaveParams
 
         params = ImageSaveParams(image, p, "", pnginfo)
         for callback in callbacks.on_before_image_saved:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from modules.atomic import atomic_write_text, backup_corrupt
+from modules.atomic import atomic_write_text, read_json_object
 
 
 class OptionError(ValueError):
@@ -196,6 +196,24 @@ REGISTRY: dict[str, OptionInfo] = {
     "tiled_upscale_tile_size": _o(128, "SD x4: tile size (low-res pixels)", "upscaling", minimum=32, maximum=1024),
     "tiled_upscale_tile_overlap": _o(32, "SD x4: tile overlap (low-res pixels)", "upscaling", minimum=0, maximum=256),
     "x4_noise_level": _o(20, "SD x4: noise level", "upscaling", minimum=0, maximum=350),
+    # model upscalers (models/ESRGAN ...): tile sides and overlaps in input pixels; 0 = no tiling
+    "ESRGAN_tile": _o(192, "ESRGAN / Real-ESRGAN / HAT: tile size (0 = no tiling)", "upscaling", minimum=0, maximum=512),
+    "ESRGAN_tile_overlap": _o(8, "ESRGAN / Real-ESRGAN / HAT: tile overlap", "upscaling", minimum=0, maximum=48),
+    "SWIN_tile": _o(192, "SwinIR: tile size (0 = no tiling)", "upscaling", minimum=0, maximum=512),
+    "SWIN_tile_overlap": _o(8, "SwinIR: tile overlap", "upscaling", minimum=0, maximum=48),
+    "SCUNET_tile": _o(256, "ScuNET: tile size (0 = no tiling)", "upscaling", minimum=0, maximum=512),
+    "SCUNET_tile_overlap": _o(8, "ScuNET: tile overlap", "upscaling", minimum=0, maximum=64),
+    "DAT_tile": _o(192, "DAT: tile size (0 = no tiling)", "upscaling", minimum=0, maximum=512),
+    "DAT_tile_overlap": _o(8, "DAT: tile overlap", "upscaling", minimum=0, maximum=48),
+    "upscaler_for_img2img": _o("", "Upscaler for img2img (empty: Lanczos)", "upscaling", kind="text"),
+    # face restoration (models/GFPGAN, models/Codeformer)
+    "face_restoration": _o(False, "Restore faces", "face-restoration"),
+    "face_restoration_model": _o("CodeFormer", "Face restoration model", "face-restoration",
+                                 choices=("CodeFormer", "GFPGAN")),
+    "code_former_weight": _o(0.5, "CodeFormer weight (0 = maximum effect, 1 = minimum effect)", "face-restoration",
+                             minimum=0.0, maximum=1.0),
+    "face_restoration_unload": _o(False, "Move face restoration model from VRAM into RAM after processing",
+                                  "face-restoration"),
     # Extensions
     "disabled_extensions": _o([], "Disabled extensions", "extensions"),
     "disable_all_extensions": _o("none", "Disable all extensions", "extensions", choices=("none", "extra", "all")),
@@ -281,17 +299,11 @@ class Options:
     # -- persistence -----------------------------------------------------------------------------
     def load(self) -> "Options":
         """Read config.json; unknown keys (extensions' settings) are kept as they are."""
-        if self.path is None or not self.path.exists():
+        if self.path is None:
             return self
-        try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-            if not isinstance(raw, dict):
-                raise ValueError("the top level is not an object")
-        except (ValueError, UnicodeDecodeError) as e:
-            backup = backup_corrupt(self.path)
-            self.warnings.append(f"{self.path.name} could not be read ({e}); it was kept as {backup.name} "
-                                 "and the default settings are used")
-            return self
+        raw, warning = read_json_object(self.path)
+        if warning:
+            self.warnings.append(f"{warning} and the default settings are used")
         for key, value in raw.items():
             info = self.registry.get(key)
             if info is None:

@@ -12,11 +12,17 @@ from modules import devices
 from modules.conditioning import make_conditioner
 from modules.context import AppContext
 from modules.embeddings import EmbeddingDatabase
+from modules.face_restoration.service import FaceRestorers
+from modules.ldm.clip_text import shared_tokenizer
+from modules.ldm.config import load_config
 from modules.lora import LoraDatabase, LoraExtraNetworks
 from modules.models.catalog import CheckpointCatalog, HashCache
 from modules.models.manager import LoadedCheckpoint, ModelManager
 from modules.models.vae import VaeCatalog
+from modules.plugins.manager import load_extensions as load_extension_system
+from modules.prompt_parser import parse_prompt_attention
 from modules.styles import StyleDatabase
+from modules.upscaler_models import ModelUpscalers
 from modules.x4_service import X4Upscaler
 
 log = logging.getLogger("sdwebui")
@@ -36,7 +42,7 @@ def create_model_manager(ctx: AppContext, ckpt_dirs=None) -> ModelManager:
     vaes = VaeCatalog(ctx.paths.vae_dir, ckpt_dirs)
     manager = ModelManager(catalog, device=policy.device, dtype_unet=policy.dtype_unet,
                            dtype_vae=policy.dtype_vae, max_loaded=ctx.opts.sd_checkpoints_limit,
-                           vae_catalog=vaes, vae_choice=ctx.opts.sd_vae)
+                           vae_catalog=vaes, vae_choice=ctx.opts.sd_vae, offload=policy.offload)
     manager.refresh()
     return manager
 
@@ -74,7 +80,6 @@ def native_size(ctx: AppContext) -> int:
         return 512
     yaml = Path(info.filename).with_suffix(".yaml")
     try:
-        from modules.ldm.config import load_config
         params = load_config(yaml)["model"]["params"]
         ch_mult = params["first_stage_config"]["params"]["ddconfig"]["ch_mult"]
         return int(params["image_size"]) * 2 ** (len(ch_mult) - 1)
@@ -100,8 +105,6 @@ def count_tokens(ctx: AppContext, text: str) -> tuple[int, int]:
     """The UI's "used/75" counter, with the loaded model's tokenizer and embeddings."""
     loaded = ctx.models.current if ctx.models else None
     if loaded is None:  # still loading: count plain tokens (no embeddings known yet)
-        from modules.ldm.clip_text import shared_tokenizer
-        from modules.prompt_parser import parse_prompt_attention
         words = " ".join(t for t, w in parse_prompt_attention(text) if w != -1)
         used = len(shared_tokenizer().encode(words))
         return used, max(1, -(-used // 75)) * 75
@@ -120,6 +123,9 @@ def attach_services(ctx: AppContext) -> None:
     services.lora = loras
     services.extra_networks = LoraExtraNetworks(loras)
     services.upscalers.register(X4Upscaler(ctx).entry())
+    services.model_upscalers = ModelUpscalers(ctx)
+    services.model_upscalers.refresh()
+    services.face_restorers = FaceRestorers(ctx)
 
 
 def attach_engine(ctx: AppContext, preload: bool = True, load_extensions: bool = True) -> None:
@@ -128,8 +134,7 @@ def attach_engine(ctx: AppContext, preload: bool = True, load_extensions: bool =
     ctx.models = create_model_manager(ctx)
     attach_services(ctx)
     if load_extensions:
-        from modules.plugins.manager import load_extensions as load
-        load(ctx)  # before the preload, so a model loaded at start reaches on_model_loaded
+        load_extension_system(ctx)  # before the preload, so a model loaded at start reaches on_model_loaded
     if preload:
         def _load():
             try:

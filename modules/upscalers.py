@@ -62,6 +62,11 @@ class UpscalerTable:
             raise ValueError(f"{upscaler.name!r} is a built-in upscaler and cannot be replaced")
         self._entries[upscaler.name] = upscaler
 
+    def unregister(self, name: str) -> None:
+        """Remove a model entry (its file went away on refresh); built-in entries stay."""
+        if name not in RESAMPLE and name != "None":
+            self._entries.pop(name, None)
+
     def names(self) -> list[str]:
         return list(self._entries)
 

@@ -9,7 +9,9 @@ import threading
 from pathlib import Path
 
 from PIL import Image
+from safetensors import safe_open
 
+from modules.models.loader import load_model
 from modules.processing.upscaler_x4 import X4Settings, is_x4_model, upscale_x4
 from modules.upscalers import Upscaler
 
@@ -22,7 +24,6 @@ def is_x4_checkpoint(path: Path) -> bool:
     if yaml.exists():
         return "LatentUpscaleDiffusion" in yaml.read_text(errors="replace")
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
         try:
             with safe_open(str(path), framework="pt") as f:
                 return any(k.startswith(X4_KEY_PREFIX) for k in f.keys())
@@ -65,7 +66,6 @@ class X4Upscaler:
                                  "x4-upscaling.yaml beside it) in models/Stable-diffusion; put it there and "
                                  "refresh, or pick Lanczos / Nearest")
             if self._path != path:
-                from modules.models.loader import load_model
                 self._model = None  # free the old one first
                 manager = self.ctx.models
                 self._model = load_model(path, device=manager.device, dtype=manager.dtype_unet,

@@ -17,9 +17,10 @@ TORCH = re.compile(r"^(torch|torchvision|triton|nvidia-.*|cuda-.*)$")
 UNUSED = {"wandb", "accelerate", "kornia", "kornia-rs", "cwevals", "distro", "platformdirs", "sniffio",
           "xxhash", "protobuf", "googleapis-common-protos"}
 APP_ROOTS = ["gradio", "fastapi", "uvicorn", "torch", "torchvision", "open-clip-torch", "safetensors", "pillow",
-             "numpy", "omegaconf", "setuptools", "k-diffusion", "psutil", "piexif", "lark"]
+             "numpy", "omegaconf", "setuptools", "k-diffusion", "psutil", "piexif", "lark", "spandrel",
+             "spandrel-extra-arches"]
 # Test-only roots; their dependencies that the app does not already have join the test file.
-TEST_ROOTS = ["pytest", "hypothesis", "diffusers", "transformers", "playwright", "pytest-timeout"]
+TEST_ROOTS = ["pytest", "hypothesis", "diffusers", "transformers", "playwright", "pytest-timeout", "ruff"]
 
 
 def norm(name):

@@ -81,6 +81,16 @@ def test_invalid_value_in_file_warns_and_uses_default(tmp_path):
     assert "between 1 and 12" in opts.warnings[0]
 
 
+def test_a_non_finite_number_in_the_file_resets_that_key_with_a_warning(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text('{"rho": NaN, "s_noise": Infinity, "jpeg_quality": 55}')  # Python's json writes these
+    opts = Options(path).load()
+    assert opts.rho == 0.0 and opts.s_noise == 1.0 and opts.jpeg_quality == 55
+    assert sum("finite number" in w for w in opts.warnings) == 2
+    with pytest.raises(OptionError, match="finite"):
+        opts.set("rho", float("nan"))
+
+
 def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path, monkeypatch):
     path = tmp_path / "config.json"
     atomic_write_text(path, "old")

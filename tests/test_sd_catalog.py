@@ -71,6 +71,9 @@ def test_cache_keeps_other_sections_and_survives_damage(tmp_path):
     assert json.loads(cache_file.read_text())["safetensors-metadata"] == {"x": 1}
     cache_file.write_text("{not json")
     assert HashCache(cache_file).sha256(tmp_path / "f.bin") == hashlib.sha256(b"1").hexdigest()
+    # the damaged file was kept aside, not overwritten: another program's section may be in it
+    assert (tmp_path / "cache.json.corrupt").read_text() == "{not json"
+    assert "hashes-sha256" in json.loads(cache_file.read_text())
 
 
 def test_lookup_like_a1111(tmp_path):

@@ -42,6 +42,23 @@ def test_txt2img_endpoint_makes_images_with_infotext(server):
     assert "Seed: 7," in first.info["parameters"] and "Seed: 8," in second.info["parameters"]
 
 
+def test_the_ui_and_the_api_make_the_same_image_and_infotext(server):
+    """Both front ends hand the same request to the engine's one entry point."""
+    import base64
+    import io
+
+    import httpx
+    ctx, client = server
+    request = {"prompt": "a (red:1.2) circle", "negative_prompt": "blue", "steps": 4, "width": 64, "height": 64,
+               "seed": 21, "cfg_scale": 6.5, "sampler_name": "DPM++ 2M", "scheduler": "Karras"}
+    gallery, ui_infotext, *_ = client.predict(**request, api_name="/txt2img")
+    ui_image = Image.open(gallery[-1]["image"]).convert("RGB")
+    body = httpx.post(f"{client.src.rstrip('/')}/sdapi/v1/txt2img", json=request, timeout=120).json()
+    api_image = Image.open(io.BytesIO(base64.b64decode(body["images"][0]))).convert("RGB")
+    assert list(ui_image.getdata()) == list(api_image.getdata())
+    assert ui_infotext == json.loads(body["info"])["infotexts"][0]
+
+
 def test_img2img_endpoint_uses_the_uploaded_image(server):
     ctx, client = server
     from gradio_client import handle_file

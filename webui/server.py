@@ -8,8 +8,16 @@ import sys
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import gradio as gr  # noqa: E402  (after GRADIO_ANALYTICS_ENABLED)
+import uvicorn  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
+
 from modules import cmd_args  # noqa: E402
 from modules.context import AppContext, create_context  # noqa: E402
+from modules.plugins import preload  # noqa: E402
+from webui.api import routes  # noqa: E402
+from webui.ui import app as ui_app  # noqa: E402
+from webui.ui import scripts_ui  # noqa: E402
 
 log = logging.getLogger("sdwebui")
 
@@ -27,20 +35,13 @@ def port_in_use(host: str, port: int) -> bool:
 
 def build_app(ctx: AppContext):
     """The FastAPI app with the API (when asked for) and the Gradio UI (unless --nowebui)."""
-    from fastapi import FastAPI
-
     app = FastAPI(title="Stable Diffusion web UI", docs_url="/docs" if ctx.args.api else None)
     scripts = ctx.services.scripts
     if scripts is not None:
-        from webui.ui import scripts_ui
         scripts_ui.attach(ctx)  # builds script controls (defaults for the API) also with --nowebui
     if ctx.args.api:
-        from webui.api import routes
         routes.install(app, ctx)
     if not ctx.args.nowebui:
-        import gradio as gr
-
-        from webui.ui import app as ui_app
         demo = ui_app.create_ui(ctx)
         auth = cmd_args.parse_credentials(ctx.args.gradio_auth, "--gradio-auth") if ctx.args.gradio_auth else None
         # Gradio must be mounted last: routes registered after a mount at "/" would 404.
@@ -54,8 +55,6 @@ def build_app(ctx: AppContext):
 
 
 def start(ctx: AppContext) -> int:
-    import uvicorn
-
     host, port = cmd_args.server_address(ctx.args)
     if port_in_use(host, port):
         print(f"launch.py: port {port} on {host} is already in use: stop the other server or pick "
@@ -75,13 +74,13 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         parser = cmd_args.make_parser()
-        from modules.plugins import preload
         preload.add_flags(parser, argv)
         args = cmd_args.parse_args(argv, parser)
         ctx = create_context(args)
     except (cmd_args.ArgumentError, PermissionError) as e:
         print(f"launch.py: {e}", file=sys.stderr)
         return 2
-    from modules import startup
+    from modules import startup  # after the flags: a bad flag answers before torch is imported
+
     startup.attach_engine(ctx)
     return start(ctx)

@@ -126,6 +126,22 @@ def _upscale(ctx, name: str, image: Image.Image, width: int, height: int, crop: 
     return result
 
 
+def _extras_faces(ctx, params: dict, image: Image.Image, info: dict) -> Image.Image:
+    """GFPGAN then CodeFormer after the upscale (A1111's postprocessing order), each blended over the
+    image by its visibility; CodeFormer at codeformer_weight (0 = strongest)."""
+    service = ctx.services.face_restorers
+    gfpgan = float(params.get("gfpgan_visibility") or 0.0)
+    if gfpgan > 0:
+        image = Image.blend(image, service.restore(image, "GFPGAN"), gfpgan)
+        info["GFPGAN visibility"] = round(gfpgan, 3)
+    codeformer = float(params.get("codeformer_visibility") or 0.0)
+    if codeformer > 0:
+        weight = float(params.get("codeformer_weight") or 0.0)
+        image = Image.blend(image, service.restore(image, "CodeFormer", weight), codeformer)
+        info["CodeFormer visibility"], info["CodeFormer weight"] = round(codeformer, 3), round(weight, 3)
+    return image
+
+
 def run_extras(ctx, prepared: Prepared, job) -> GenerationResult:
     params = prepared.params
     image = params["image"]
@@ -146,6 +162,7 @@ def run_extras(ctx, prepared: Prepared, job) -> GenerationResult:
             f"{width}x{height}" if params.get("resize_mode") == 1 else params.get("upscaling_resize", 2.0))
         info["Postprocess upscaler"] = first
         image = result
+    image = _extras_faces(ctx, params, image, info)
     text = ", ".join(f"{k}: {v}" for k, v in info.items())  # appended to the image's own parameters
     full = "\n".join(t for t in (geninfo, text) if t)
     _save(ctx, params, [image], [full], "outdir_extras_samples")

@@ -2,7 +2,7 @@
 
 What is checked here: the task, text that cannot be stored (lone surrogates) and its length, numbers
 (finite, in range; sizes and counts against the img_max_size / max_batch_count settings), sampler and
-schedule names, hires fix settings, fields this engine does not do, the settings overrides (through
+schedule names, hires fix settings, face restoration (its model present), fields this engine does not do, the settings overrides (through
 modules.request_settings), the scripts, and the images an img2img / depth2img / extras job needs.
 The result is a `Prepared` request with names resolved, which `execute` runs.
 """
@@ -130,10 +130,28 @@ def _sampler(params: dict, sampler_field: str, scheduler_field: str, fallback=No
     params[sampler_field], params[scheduler_field] = info.name, found.label
 
 
+def _check_restorer(ctx, field: str, name: str | None = None) -> None:
+    """Face restoration asked for: the restorer's model must be in its folder (the message says which)."""
+    service = ctx.services.face_restorers
+    name = name or ctx.opts.face_restoration_model
+    if service is None:
+        raise RequestError("face restoration is not available on this server (no face restorer attached)", field)
+    try:
+        service.check(name)
+    except ValueError as e:
+        raise RequestError(str(e), field) from None
+
+
+def _check_faces(ctx, params: dict, overrides: dict) -> None:
+    wanted = params.get("restore_faces")
+    if wanted is None:
+        wanted = overrides.get("face_restoration", ctx.opts.face_restoration)
+    if wanted:
+        _check_restorer(ctx, "restore_faces", overrides.get("face_restoration_model"))
+
+
 def _check_unsupported(params: dict) -> None:
     """Fields A1111 has that this engine does not do: refused clearly rather than ignored."""
-    if params.get("restore_faces"):
-        raise RequestError("face restoration is not available in this web UI: set it to false", "restore_faces")
     if params.get("firstpass_image"):
         raise RequestError("a hires fix from a given first-pass image is not supported: use img2img with that "
                            "image instead", "firstpass_image")
@@ -193,9 +211,9 @@ def _check_images(ctx, task: str, params: dict) -> None:
 
 
 def _check_extras(ctx, params: dict) -> None:
-    for name in ("gfpgan_visibility", "codeformer_visibility"):
+    for name, restorer in (("gfpgan_visibility", "GFPGAN"), ("codeformer_visibility", "CodeFormer")):
         if params.get(name):
-            raise RequestError("face restoration (GFPGAN/CodeFormer) is not available in this web UI: use 0", name)
+            _check_restorer(ctx, name, restorer)
     table = ctx.services.upscalers
     for name in ("upscaler_1", "upscaler_2"):
         if params.get(name, "None") not in table:
@@ -278,4 +296,6 @@ def prepare(ctx, request: GenerationRequest) -> Prepared:
     if request.task == "txt2img":
         _check_hires(ctx, params)
     overrides = request_settings.validate_settings(ctx, overrides, prefix=("override_settings",))
+    if request.task in ("txt2img", "img2img"):
+        _check_faces(ctx, params, overrides)
     return Prepared(request.task, params, overrides, bool(request.restore_settings), _script_plan(ctx, request))

@@ -1,9 +1,10 @@
 """Applying LoRAs to a loaded model for one job, and taking them off exactly.
 
-`apply_loras` adds each network's `up @ down * alpha/rank * multiplier` to the weights it names
-(computed in float32, added once per weight), and on exit copies the saved originals back, so the
-weights are bit-identical to before. Nothing is patched but parameter values: no module or torch
-class is replaced. Keys the model does not have are reported in `LoraReport.messages`; the job goes on.
+`apply_loras` sums each network's `up @ down * alpha/rank * multiplier` per weight (float32) and
+applies the sums as weight patches of a ModelPatcher (modules.models.patcher: the one mechanism
+for per-job weight changes), which copies the saved originals back on exit: bit-identical weights.
+Nothing is patched but parameter values. Keys the model does not have are reported in
+`LoraReport.messages`; the job goes on.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 from modules.lora.names import Target, build_key_table
 from modules.lora.network import LoraNetwork
 from modules.lora.tags import lora_tags, parse_extra_networks
+from modules.models.patcher import ModelPatcher
 
 
 @dataclass
@@ -72,19 +74,12 @@ def _deltas(model, loras, report: LoraReport) -> dict[tuple[str, str], torch.Ten
 def apply_loras(model, loras: list[tuple[LoraNetwork, float, float]]):
     """`with apply_loras(model, [(net, te_multiplier, unet_multiplier), ...]) as report:` ..."""
     report = LoraReport()
-    backups: list[tuple[torch.Tensor, torch.Tensor]] = []
-    try:
-        with torch.no_grad():
-            for (path, param), delta in _deltas(model, loras, report).items():
-                weight = getattr(model.get_submodule(path), param)
-                backups.append((weight, weight.detach().clone()))
-                weight.copy_((weight.float() + delta).to(weight.dtype))
-        report.patched = len(backups)
+    patcher = ModelPatcher(model)
+    for (path, param), delta in _deltas(model, loras, report).items():
+        patcher.add_weight_patch(f"{path}.{param}" if path else param, delta)
+    report.patched = len(patcher.weight_patches)
+    with patcher:
         yield report
-    finally:
-        with torch.no_grad():
-            for weight, original in backups:
-                weight.copy_(original)
 
 
 class LoraExtraNetworks:

@@ -16,6 +16,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import safetensors.torch
 import torch
 
 EXTENSIONS = (".safetensors", ".pt", ".ckpt")
@@ -72,7 +73,6 @@ def lora_file_hash(path: str | os.PathLike) -> str:
 
 def _read(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix.lower() == ".safetensors":
-        import safetensors.torch
 
         return safetensors.torch.load_file(str(path), device="cpu")
     data = torch.load(path, map_location="cpu", weights_only=True)

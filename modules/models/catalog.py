@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
@@ -22,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from modules.atomic import atomic_write_text
+from modules.atomic import atomic_write_text, read_json_object
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_EXTENSIONS = (".ckpt", ".safetensors")
 Hasher = Callable[[Path], str]
@@ -58,13 +61,14 @@ class HashCache:
         self._entries: dict[str, dict] = self._read()
 
     def _read_file(self) -> dict:
-        if not self.cache_file or not self.cache_file.is_file():
+        """The file's sections; a damaged file is kept as cache.json.corrupt (it costs only a rehash,
+        but another program's section in it is not ours to destroy)."""
+        if not self.cache_file:
             return {}
-        try:
-            data = json.loads(self.cache_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}  # a damaged cache only costs a rehash
-        return data if isinstance(data, dict) else {}
+        data, warning = read_json_object(self.cache_file)
+        if warning:
+            log.warning("%s; the hashes are computed again", warning)
+        return data
 
     def _read(self) -> dict[str, dict]:
         entries = self._read_file().get(self.SECTION, {})

@@ -20,6 +20,8 @@ import torch
 
 from modules import devices
 from modules.models.catalog import CheckpointCatalog, CheckpointInfo, HashCache
+from modules.models.loader import load_checkpoint
+from modules.models.offload import Offloader
 from modules.models.vae import AUTOMATIC, VaeCatalog, VaeInfo, read_vae_state_dict, swap_vae
 
 log = logging.getLogger(__name__)
@@ -32,14 +34,13 @@ class LoadedCheckpoint:
     config: str  # the yaml used (path) or the bundled config's name
     vae: VaeInfo | None = None  # the override in effect, None = the checkpoint's own
     own_vae: dict | None = field(default=None, repr=False)  # the checkpoint's VAE tensors while overridden
+    offloader: Offloader | None = field(default=None, repr=False)  # --medvram / --lowvram
 
 
 Loader = Callable[..., tuple]  # (path, device=, dtype=, dtype_vae=) -> (model, config)
 
 
 def _default_loader(path, device, dtype, dtype_vae):
-    from modules.models.loader import load_checkpoint
-
     result = load_checkpoint(path, device=device, dtype=dtype, dtype_vae=dtype_vae)
     return result.model, result.config
 
@@ -49,7 +50,7 @@ class ModelManager:
                  dtype_unet: torch.dtype = torch.float32, dtype_vae: torch.dtype = torch.float32,
                  max_loaded: int = 1, vae_catalog: VaeCatalog | None = None, vae_choice: str = AUTOMATIC,
                  callbacks: list[Callable[[LoadedCheckpoint], None]] | None = None,
-                 loader: Loader = _default_loader):
+                 loader: Loader = _default_loader, offload: str = "none"):
         if max_loaded < 1:
             raise ValueError(f"max_loaded must be at least 1, not {max_loaded}")
         self.catalog = catalog
@@ -60,6 +61,7 @@ class ModelManager:
         self.vae_choice = vae_choice
         self.callbacks = list(callbacks or [])
         self.loader = loader
+        self.offload = offload  # "none", "med", "low": modules.models.offload
         self.lock = threading.RLock()
         self._loaded: OrderedDict[str, LoadedCheckpoint] = OrderedDict()  # filename -> loaded, LRU last
 
@@ -71,7 +73,7 @@ class ModelManager:
         catalog = CheckpointCatalog(paths.ckpt_dirs, HashCache(paths.cache_file))
         vaes = VaeCatalog(paths.vae_dir, paths.ckpt_dirs)
         manager = cls(catalog, policy.device, policy.dtype_unet, policy.dtype_vae, max_loaded=max_loaded,
-                      vae_catalog=vaes, vae_choice=vae_choice, callbacks=callbacks)
+                      vae_catalog=vaes, vae_choice=vae_choice, callbacks=callbacks, offload=policy.offload)
         manager.refresh()
         return manager
 
@@ -171,10 +173,14 @@ class ModelManager:
 
     # --- internals --------------------------------------------------------------------------------
     def _read(self, info: CheckpointInfo) -> LoadedCheckpoint:
+        offloader = None
         with devices.oom_guard(f"loading {info.name}"):
-            model, config = self.loader(info.filename, device=self.device, dtype=self.dtype_unet,
-                                        dtype_vae=self.dtype_vae)
-        loaded = LoadedCheckpoint(info=info, model=model, config=str(config))
+            # offloading: read to the CPU; the parts then come to the device one at a time
+            model, config = self.loader(info.filename, device="cpu" if self.offload != "none" else self.device,
+                                        dtype=self.dtype_unet, dtype_vae=self.dtype_vae)
+            if self.offload != "none":
+                offloader = Offloader(self.device).install(model, self.offload)
+        loaded = LoadedCheckpoint(info=info, model=model, config=str(config), offloader=offloader)
         log.info("loaded %s (config %s)", info.title, config)
         for callback in list(self.callbacks):
             try:

@@ -44,7 +44,8 @@ class _WeightPatch:
 class ModelPatcher:
     def __init__(self, model, unet: torch.nn.Module | None = None):
         self.model = model
-        self.unet = unet if unet is not None else model.model.diffusion_model
+        self._unet = unet
+        self._weights: dict[str, torch.Tensor] | None = None  # the model's parameters and buffers by key
         self.attention_patches: list[tuple[str, Callable]] = []
         self.block_patches: list[tuple[str, Callable]] = []
         self.forward_hooks: list[tuple[str, Callable | None, Callable | None]] = []
@@ -54,8 +55,19 @@ class ModelPatcher:
         self._saved_weights: dict[str, torch.Tensor] = {}
         self.applied = False
 
+    @property
+    def unet(self) -> torch.nn.Module:
+        """The denoising network the attention and block patches address (LatentDiffusion's UNet)."""
+        return self._unet if self._unet is not None else self.model.model.diffusion_model
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """Parameters and buffers by state-dict key (built once: a LoRA adds hundreds of patches)."""
+        if self._weights is None:
+            self._weights = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
+        return self._weights
+
     def clone(self) -> "ModelPatcher":
-        other = ModelPatcher(self.model, self.unet)
+        other = ModelPatcher(self.model, self._unet)
         other.attention_patches = list(self.attention_patches)
         other.block_patches = list(self.block_patches)
         other.forward_hooks = list(self.forward_hooks)
@@ -108,7 +120,7 @@ class ModelPatcher:
 
     def add_weight_patch(self, key: str, patch, strength: float = 1.0) -> "ModelPatcher":
         """W += strength * patch (a tensor of W's shape), or W = patch(W) when patch is callable."""
-        params = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
+        params = self.weights()
         if key not in params:
             raise ValueError(f"the model has no weight {key!r} (see patch_points()['weight'])")
         if torch.is_tensor(patch) and patch.shape != params[key].shape:
@@ -158,7 +170,7 @@ class ModelPatcher:
 
     @torch.no_grad()
     def _apply_weights(self) -> None:
-        params = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
+        params = self.weights()
         for wp in self.weight_patches:
             weight = params[wp.key]
             if wp.key not in self._saved_weights:
@@ -174,14 +186,15 @@ class ModelPatcher:
     @torch.no_grad()
     def remove(self) -> None:
         """Undo everything apply() did; safe to call twice."""
-        layers = self.attention_layers()
-        for name, original in self._saved_attention.items():
-            layers[name].attention = original
-        self._saved_attention.clear()
+        if self._saved_attention:
+            layers = self.attention_layers()
+            for name, original in self._saved_attention.items():
+                layers[name].attention = original
+            self._saved_attention.clear()
         for hook in self._hooks:
             hook.remove()
         self._hooks.clear()
-        params = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
+        params = self.weights()
         for key, original in self._saved_weights.items():
             params[key].copy_(original)
         self._saved_weights.clear()

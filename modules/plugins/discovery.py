@@ -19,6 +19,8 @@ from pathlib import Path
 
 from modules.plugins import git
 from modules.plugins import install as extensions_install
+from modules.script_callbacks import extension_scope
+from modules.scripts import script_classes_in
 
 log = logging.getLogger("sdwebui.extensions")
 
@@ -137,9 +139,6 @@ def import_script(path: Path, scope) -> list:
     """Import one scripts/*.py under the extension's scope (script_callbacks.ExtensionScope), with the
     extension folder on sys.path during the import (A1111 does this; extensions import their own
     helper modules that way). Returns the scripts.ScriptClass records of its Script subclasses."""
-    from modules.script_callbacks import extension_scope
-    from modules.scripts import script_classes_in
-
     module_name = f"sdwebui_extension_{_identifier(scope.extension)}_{_identifier(path.stem)}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)

@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from modules.atomic import atomic_write_text
+from modules.atomic import atomic_write_text, read_json_object
 from modules.paths import ROOT
 
 log = logging.getLogger("sdwebui.extensions")
@@ -82,13 +82,10 @@ class InstallState:
 
     def __init__(self, data_dir: Path):
         self.path = Path(data_dir) / STATE_FILE
-        self.data: dict[str, str] = {}
-        if self.path.is_file():
-            try:
-                raw = json.loads(self.path.read_text(encoding="utf-8"))
-                self.data = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
-            except (ValueError, OSError) as e:
-                log.warning("%s could not be read (%s): every install.py runs again", self.path, e)
+        raw, warning = read_json_object(self.path)
+        if warning:
+            log.warning("%s: every install.py runs again", warning)
+        self.data: dict[str, str] = {str(k): str(v) for k, v in raw.items()}
 
     def get(self, name: str) -> str | None:
         return self.data.get(name)

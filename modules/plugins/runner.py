@@ -18,8 +18,9 @@ import logging
 import threading
 from typing import Any, Callable
 
+from modules.devices import OutOfMemory
 from modules.models import patcher
-from modules.script_callbacks import CallbackRegistry
+from modules.script_callbacks import CallbackRegistry, extension_scope
 from modules.scripts import AlwaysVisible, Script, ScriptClass
 
 log = logging.getLogger("sdwebui.extensions")
@@ -182,7 +183,6 @@ class ScriptRunner:
             except ValueError:
                 raise
             except Exception as e:
-                from modules.devices import OutOfMemory
                 if isinstance(e, OutOfMemory):
                     raise
                 self.registry.report(script.extension, f"{_title(script)} run()", e)
@@ -191,7 +191,6 @@ class ScriptRunner:
 
     @contextlib.contextmanager
     def _in_scope(self, script: Script):
-        from modules.script_callbacks import extension_scope
         with extension_scope(self.scope_of(script)):
             yield
 

@@ -24,7 +24,7 @@ def generation_params(p, index: int, seeds=None, subseeds=None) -> dict:
         "CFG scale": p.cfg_scale,
         "Image CFG scale": getattr(p, "image_cfg_scale", None),
         "Seed": seeds[min(index, len(seeds) - 1)],
-        "Face restoration": None,
+        "Face restoration": opts.face_restoration_model if p.restore_faces else None,
         "Size": f"{p.width}x{p.height}",
         "Model hash": env.model_hash,
         "Model": env.model_name,

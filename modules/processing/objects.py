@@ -11,7 +11,7 @@ seeds, iteration, batch_index, extra_generation_params, comments, sd_model, sd_m
 scripts, script_args); process_images(p); Processed (images, infotexts, seed(s), prompt(s), info,
 js(), index_of_first_image, comments); create_infotext(p, all_prompts, all_seeds, all_subseeds,
 comments, iteration, position_in_batch); fix_seed(p). Not supported: refiner, instruct-pix2pix
-image CFG (stored and reported only), face restoration, color correction, soft inpainting.
+image CFG (stored and reported only), color correction, soft inpainting.
 
 The pipelines themselves live beside this file: pipeline.py (the loop), txt2img.py, img2img.py,
 inpaint.py, hires.py and vae.py.
@@ -80,6 +80,8 @@ class ProcessingEnv:
     `apply_styles_to_prompt(prompt, names)` / `apply_negative_styles_to_prompt`. extra_networks:
     callable `(model, prompts) -> (prompts without <lora:...> tags, context manager for the job)`.
     upscalers: the upscaler table (modules.upscalers.UpscalerTable: Lanczos, Nearest and model upscalers).
+    face_restorer: what "Restore faces" runs (`restore(image) -> image`, settings face_restoration_model,
+    code_former_weight).
     model_name/model_hash/vae_name/vae_hash: for the infotext. max_batch: rows per UNet call.
     """
 
@@ -90,6 +92,7 @@ class ProcessingEnv:
     styles: Any = None
     extra_networks: Callable | None = None
     upscalers: UpscalerTable = field(default_factory=UpscalerTable)
+    face_restorer: Any = None  # modules.face_restoration.service.FaceRestorers (`restore(image)`), or None
     callbacks: ProcessingCallbacks = field(default_factory=ProcessingCallbacks)
     model_name: str | None = None
     model_hash: str | None = None
@@ -105,7 +108,7 @@ class ProcessingEnv:
         return cls(
             opts=ctx.opts, job=job, data_dir=ctx.paths.data_dir,
             conditioner=services.conditioner, styles=services.styles, extra_networks=services.extra_networks,
-            upscalers=services.upscalers, callbacks=services.callbacks or ProcessingCallbacks(),
+            upscalers=services.upscalers, face_restorer=services.face_restorers, callbacks=services.callbacks or ProcessingCallbacks(),
             model_name=getattr(models, "sd_model_name", None), model_hash=getattr(models, "sd_model_hash", None),
             vae_name=getattr(models, "sd_vae_name", None), vae_hash=getattr(models, "sd_vae_hash", None),
             checkpoint_dirs=tuple(ctx.paths.ckpt_dirs), **kw)
@@ -306,6 +309,7 @@ class Processed:
         self.steps = p.steps
         self.batch_size = p.batch_size
         self.restore_faces = p.restore_faces
+        self.face_restoration_model = p.opts.face_restoration_model if p.restore_faces and p.opts else None
         self.sd_model_name = p.env.model_name if p.env else None
         self.sd_model_hash = p.env.model_hash if p.env else None
         self.sd_vae_name = p.env.vae_name if p.env else None
@@ -334,7 +338,7 @@ class Processed:
             "width": self.width, "height": self.height, "sampler_name": self.sampler_name,
             "scheduler": self.scheduler, "cfg_scale": self.cfg_scale, "image_cfg_scale": self.image_cfg_scale,
             "steps": self.steps, "batch_size": self.batch_size, "restore_faces": self.restore_faces,
-            "face_restoration_model": None, "sd_model_name": self.sd_model_name,
+            "face_restoration_model": self.face_restoration_model, "sd_model_name": self.sd_model_name,
             "sd_model_hash": self.sd_model_hash, "sd_vae_name": self.sd_vae_name, "sd_vae_hash": self.sd_vae_hash,
             "seed_resize_from_w": self.seed_resize_from_w, "seed_resize_from_h": self.seed_resize_from_h,
             "denoising_strength": self.denoising_strength,

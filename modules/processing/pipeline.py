@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from modules import images, infotext
 from modules.devices import OutOfMemory, free_memory
 from modules.processing import vae
 from modules.processing.img2img import init_img2img, sample_img2img
@@ -116,8 +117,6 @@ def _previewer(p):
         return None
     if opts.show_progress_type == "Full":
         return lambda latent: vae.tensor_to_pil(vae.decode(p.sd_model, latent, check_nans=False))[0]
-    from modules import images
-
     return lambda latent: images.approx_latent_preview(latent, p.sd_model)
 
 
@@ -130,6 +129,8 @@ def _steps_per_image(p) -> int:
 
 def _process_images_inner(p) -> Processed:
     _check_request(p)
+    if p.restore_faces is None:  # A1111: the request did not say, the setting decides
+        p.restore_faces = bool(p.opts.face_restoration)
     p.sampler, p.scheduler_info = samplers.resolve_sampler_and_scheduler(p.sampler_name, p.scheduler)
     p.sampler_name, p.scheduler = p.sampler.name, p.scheduler_info.label
     setup_prompts(p)
@@ -197,10 +198,13 @@ def _run_batch(p, n: int, encoder, cache: CondCache, hr_cache: CondCache) -> tor
 
 
 def _finish_images(p, images: torch.Tensor) -> list:
-    """Tensor -> PIL, scripts' postprocess_image, inpainting overlay (original pixels outside the mask)."""
+    """Tensor -> PIL, face restoration, scripts' postprocess_image, inpainting overlay (original pixels
+    outside the mask): A1111's order."""
     out = []
     for i, image in enumerate(vae.tensor_to_pil(images)):
         p.batch_index = i
+        if p.restore_faces:
+            image = _restore_faces(p, image)
         pp = PostprocessImageArgs(image)
         _call_script(p, "postprocess_image", pp)
         image = pp.image
@@ -211,13 +215,20 @@ def _finish_images(p, images: torch.Tensor) -> list:
     return out
 
 
+def _restore_faces(p, image):
+    restorer = p.env.face_restorer
+    if restorer is None:
+        raise ValueError("face restoration is not available here: no face restorer is attached")
+    if p.job is not None:
+        p.job.textinfo = "Restoring faces"
+    return restorer.restore(image)
+
+
 def create_infotext(p, all_prompts=None, all_seeds=None, all_subseeds=None, comments=None, iteration: int = 0,
                     position_in_batch: int = 0, use_main_prompt: bool = False, index: int | None = None,
                     all_negative_prompts=None) -> str:
     """The PNG "parameters" text of one image: A1111's signature (extensions call it), or simply
     create_infotext(p, index=i) for image i of the job."""
-    from modules import infotext
-
     if isinstance(all_prompts, int) and index is None:  # create_infotext(p, i)
         index, all_prompts = all_prompts, None
     if index is None:
@@ -238,15 +249,12 @@ def fix_seed(p) -> None:
 def _outdir(p, kind: str) -> Path:
     explicit = p.outpath_samples if kind == "samples" else p.outpath_grids
     key = f"outdir_{'img2img' if p.is_img2img else 'txt2img'}_{kind}"
-    from modules import images
     return images.output_dir(p.opts, key, p.env.data_dir, explicit)
 
 
 def _maybe_save(p, image, index: int, text: str) -> None:
     if p.do_not_save_samples or not p.opts.samples_save:
         return
-    from modules import images
-
     images.save_image(image, _outdir(p, "samples"), seed=p.all_seeds[index], prompt=p.all_prompts[index],
                       info=text, opts=p.opts, p=p, callbacks=p.env.callbacks)
 
@@ -254,8 +262,6 @@ def _maybe_save(p, image, index: int, text: str) -> None:
 def _make_result(p, output_images: list, infotexts: list) -> Processed:
     index_of_first_image = 0
     if len(output_images) > 1 and (p.opts.return_grid or p.opts.grid_save):
-        from modules import images
-
         grid = images.image_grid(output_images, batch_size=p.batch_size)
         text = infotexts[0]
         if p.opts.return_grid:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
+from k_diffusion import sampling as k_sampling
 
 
 def uniform(n, sigma_min, sigma_max, inner_model, device="cpu"):
@@ -51,19 +53,16 @@ def ddim(n, sigma_min, sigma_max, inner_model, device="cpu"):
 
 
 def karras(n, sigma_min, sigma_max, inner_model=None, device="cpu", rho=7.0):
-    from k_diffusion import sampling as k_sampling  # lazy: importing k_diffusion takes seconds
 
     return k_sampling.get_sigmas_karras(n, sigma_min, sigma_max, rho=rho, device=device)
 
 
 def exponential(n, sigma_min, sigma_max, inner_model=None, device="cpu"):
-    from k_diffusion import sampling as k_sampling
 
     return k_sampling.get_sigmas_exponential(n, sigma_min, sigma_max, device=device)
 
 
 def polyexponential(n, sigma_min, sigma_max, inner_model=None, device="cpu", rho=1.0):
-    from k_diffusion import sampling as k_sampling
 
     return k_sampling.get_sigmas_polyexponential(n, sigma_min, sigma_max, rho=rho, device=device)
 
@@ -83,7 +82,6 @@ AYS_SD15 = (14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.15
 
 def align_your_steps(n, sigma_min, sigma_max, inner_model=None, device="cpu"):
     """AYS_SD15 (11 sigmas), log-linearly interpolated to n sigmas when n != 11, then a final 0."""
-    import numpy as np
 
     sigmas = np.array(AYS_SD15, dtype=np.float64)
     if n != len(sigmas):
@@ -96,8 +94,7 @@ def beta(n, sigma_min, sigma_max, inner_model=None, device="cpu", alpha=0.6, bet
     """Sigmas at the quantiles of a Beta(alpha, beta) distribution (Lee et al. 2024, "Beta Sampling is
     All You Need"), linear between sigma_min and sigma_max, then 0; alpha = beta = 0.6 spends more
     steps at both ends. A1111's formula (scipy's beta.ppf)."""
-    import numpy as np
-    from scipy import stats
+    from scipy import stats  # lazy: scipy.stats takes ~0.5 s to import, only the Beta schedule needs it
 
     quantiles = stats.beta.ppf(1 - np.linspace(0, 1, n), alpha, beta)
     sigmas = [sigma_min + float(q) * (sigma_max - sigma_min) for q in quantiles]

@@ -1,14 +1,13 @@
 """The rest of A1111 1.10's /sdapi/v1 routes, in its shapes (plus Forge's /sd-modules, which
 clients probe to tell the two apart).
 
+(/realesrgan-models, /face-restorers, /create/embedding and /train/embedding are tool_routes'.)
 A route whose feature this app does not have answers as A1111 does when nothing is installed (an
 empty list), or a 400 that names what is missing; never 404 or 500:
-- lists: /hypernetworks, /face-restorers -> [] (neither exists here); /realesrgan-models -> the
-  upscaler table's ESRGAN-family entries; /sd-modules -> the VAE files (Forge's shape);
+- lists: /hypernetworks -> [] (none here); /sd-modules -> the VAE files (Forge's shape);
 - /extra-batch-images: each image through the Extras task, as /extra-single-image;
 - /interrogate: modules.interrogate (CLIP files needed; see its docstring);
-- /create/embedding: a new textual inversion embedding from the text encoder's own token vectors;
-- /train/embedding, /create|train/hypernetwork: 400 naming what is missing;
+- /create/hypernetwork, /train/hypernetwork: 400 naming what is missing;
 - /refresh-loras (A1111's Lora extension's route);
 - /server-kill, /server-restart (501: nothing here restarts it), /server-stop only with
   --api-server-stop, as A1111.
@@ -24,7 +23,7 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from modules import embedding_create, interrogate
+from modules import interrogate
 from modules.context import AppContext
 from modules.generation import GenerationRequest
 from webui.api import imagecodec
@@ -32,8 +31,6 @@ from webui.api.errors import ApiError
 from webui.api.generation import run
 from webui.api.models import ExtrasSingleImageRequest
 
-TI_TRAINING_MISSING = ("textual inversion training is not available through this API in this build: train "
-                       "embeddings with an A1111 install (or kohya_ss) and put the file in embeddings/")
 HYPERNETWORKS_MISSING = ("hypernetworks are not supported by this app (A1111 deprecated them): "
                          "use a LoRA in models/Lora instead")
 
@@ -41,17 +38,6 @@ HYPERNETWORKS_MISSING = ("hypernetworks are not supported by this app (A1111 dep
 class HypernetworkItem(BaseModel):
     name: str
     path: Optional[str] = None
-
-
-class FaceRestorerItem(BaseModel):
-    name: str
-    cmd_dir: Optional[str] = None
-
-
-class RealesrganItem(BaseModel):
-    name: str
-    path: Optional[str] = None
-    scale: Optional[int] = None
 
 
 class SDModuleItem(BaseModel):
@@ -104,15 +90,6 @@ def _lists(router: APIRouter, ctx: AppContext) -> None:
     def get_hypernetworks():
         return []
 
-    @router.get("/face-restorers", response_model=list[FaceRestorerItem])
-    def get_face_restorers():
-        return []
-
-    @router.get("/realesrgan-models", response_model=list[RealesrganItem])
-    def get_realesrgan_models():
-        return [{"name": u.name, "path": u.model_path, "scale": int(u.scale) if u.scale else None}
-                for u in ctx.services.upscalers.entries() if "esrgan" in u.name.lower()]
-
     @router.get("/sd-modules", response_model=list[SDModuleItem])
     def get_sd_modules():
         catalog = getattr(ctx.models, "vae_catalog", None)
@@ -152,26 +129,6 @@ def _actions(router: APIRouter, ctx: AppContext) -> None:
 
 
 def _training_routes(router: APIRouter, ctx: AppContext) -> None:
-    @router.post("/create/embedding", response_model=CreateResponse)
-    def create_embedding(args: Annotated[dict[str, Any], Body()]):
-        model = getattr(ctx.models, "sd_model", None)
-        if model is None:
-            raise ApiError(400, "no checkpoint is loaded: an embedding is made from the text encoder's vectors")
-        try:
-            with ctx.models.lock:
-                path = embedding_create.create_embedding(model, ctx.paths.embeddings_dir, **args)
-        except (TypeError, ValueError) as e:
-            raise ApiError(422, f"create embedding: {e}") from None
-        db = ctx.services.embeddings
-        if db is not None:
-            clip = model.cond_stage_model
-            db.refresh(clip.width, clip.tokenizer)
-        return {"info": f"create embedding filename: {path}"}
-
-    @router.post("/train/embedding", response_model=TrainResponse)
-    def train_embedding(args: Annotated[dict[str, Any], Body()]):
-        raise ApiError(400, TI_TRAINING_MISSING)
-
     @router.post("/create/hypernetwork", response_model=CreateResponse)
     def create_hypernetwork(args: Annotated[dict[str, Any], Body()]):
         raise ApiError(400, HYPERNETWORKS_MISSING)

@@ -15,8 +15,9 @@ import io
 import re
 import warnings
 
-from PIL import Image, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from modules import image_metadata
 from webui.api.errors import ApiError, field_error
 
 _DATA_URL = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
@@ -76,15 +77,9 @@ def open_image_bytes(raw: bytes, field: str | tuple, max_side: int) -> Image.Ima
 def encode_png(image: Image.Image, infotext: str | None = None) -> str:
     """A PIL image -> base64 PNG (no `data:` prefix) with the `parameters` text chunk."""
     infotext = infotext if infotext is not None else image.info.get("parameters")
-    pnginfo = None
-    if infotext:
-        pnginfo = PngImagePlugin.PngInfo()
-        pnginfo.add_text("parameters", str(infotext))
     if image.mode not in ("RGB", "RGBA", "L", "LA", "I", "P", "1"):
         image = image.convert("RGB")
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=pnginfo)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return base64.b64encode(image_metadata.encode_image(image, "png", infotext)).decode("ascii")
 
 
 def _name(field: str | tuple) -> str:

@@ -10,13 +10,16 @@ import inspect
 import os
 from pathlib import Path
 
+import psutil
+import torch
+
 from modules.context import AppContext
 from modules.processing import hires
+from modules.sampling.samplers import SAMPLERS
+from modules.sampling.schedules import SCHEDULERS
 
 
 def samplers() -> list[dict]:
-    from modules.sampling.samplers import SAMPLERS
-
     out = []
     for s in SAMPLERS:
         options = {"scheduler": s.scheduler} if s.scheduler != "uniform" else {}
@@ -28,8 +31,6 @@ def samplers() -> list[dict]:
 
 
 def schedulers() -> list[dict]:
-    from modules.sampling.schedules import SCHEDULERS
-
     out = []
     for s in SCHEDULERS:
         params = inspect.signature(s.function).parameters if s.function else {}
@@ -98,8 +99,6 @@ def loras(ctx: AppContext) -> list[dict]:
 
 
 def memory() -> dict:
-    import psutil
-    import torch
 
     try:
         process = psutil.Process(os.getpid())

@@ -9,14 +9,14 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI
+from fastapi import APIRouter, Body, FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modules import cmd_args, request_settings, startup
 from modules.context import AppContext
 from modules.errors import RequestError
-from webui.api import a1111_routes, extras, generation, imagecodec, listings, models, scripts_api
-from webui.api.auth import basic_auth_dependency
+from webui.api import a1111_routes, extras, generation, imagecodec, listings, models, scripts_api, tool_routes
+from webui.api.auth import BasicAuthMiddleware
 from webui.api.errors import ApiError, SafeRoute, http_error_handler, install_handlers
 
 log = logging.getLogger("sdwebui.api")
@@ -25,15 +25,14 @@ PREFIX = "/sdapi/v1"
 
 def install(app: FastAPI, ctx: AppContext) -> None:
     """Add the API routes (behind HTTP Basic when --api-auth is set) and its error handlers."""
-    dependencies = []
-    if getattr(ctx.args, "api_auth", None):
-        pairs = cmd_args.parse_credentials(ctx.args.api_auth, "--api-auth")
-        dependencies.append(Depends(basic_auth_dependency(pairs)))
-    router = APIRouter(prefix=PREFIX, route_class=SafeRoute, dependencies=dependencies, tags=["sdapi"])
+    if getattr(ctx.args, "api_auth", None):  # checked before routing and body parsing
+        app.add_middleware(BasicAuthMiddleware, pairs=cmd_args.parse_credentials(ctx.args.api_auth, "--api-auth"))
+    router = APIRouter(prefix=PREFIX, route_class=SafeRoute, tags=["sdapi"])
     _generation_routes(router, ctx)
     _state_routes(router, ctx)
     _model_routes(router, ctx)
     _list_routes(router, ctx)
+    tool_routes.install(router, ctx)
     a1111_routes.install(router, ctx)
     app.include_router(router)
     install_handlers(app)

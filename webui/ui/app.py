@@ -7,7 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 from modules.context import AppContext
-from webui.ui import top_bar
+from webui.ui import img2img, png_info, settings, top_bar, txt2img
 from webui.ui.ui_state import UiState
 
 
@@ -16,8 +16,8 @@ def create_ui(ctx: AppContext) -> gr.Blocks:
     tabs: dict = {}
     with gr.Blocks(title="Stable Diffusion") as demo:
         status = top_bar.create(ctx, ui)
+        ui.status = status
         with gr.Tabs(elem_id="tabs") as tab_set:
-            from webui.ui import img2img, png_info, settings, txt2img
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
                 tabs["txt2img"] = txt2img.create_tab(ctx, ui)
             with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"):
@@ -27,6 +27,9 @@ def create_ui(ctx: AppContext) -> gr.Blocks:
                     tabs[elem_id] = builder(ctx, ui)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 tabs["pnginfo"] = png_info.create_tab(ctx, ui)
+            for title, elem_id, builder in ui.tool_tabs():
+                with gr.Tab(title, id=elem_id, elem_id=elem_id):
+                    tabs[elem_id] = builder(ctx, ui)
             for blocks_title, elem_id, render in ui.extension_tabs():
                 with gr.Tab(blocks_title, id=elem_id, elem_id=f"tab_{elem_id}"):
                     render()

@@ -18,9 +18,10 @@ MODES = ("img2img", "sketch", "inpaint", "inpaint upload", "batch")
 
 def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
     tab = "img2img"
-    with gr.Row():
+    prompt = widgets.prompt_row(tab, ui.style_names())
+    ui.extra_networks(tab)
+    with gr.Row(equal_height=False):
         with gr.Column(scale=1, elem_id=f"{tab}_settings"):
-            prompt = widgets.prompt_row(tab, ui.style_names())
             mode = gr.State("img2img")
             with gr.Tabs(elem_id="mode_img2img"):
                 with gr.Tab("img2img", elem_id="img2img_img2img_tab") as t0:
@@ -100,5 +101,6 @@ def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
                                   concurrency_id="generation", concurrency_limit=None)
     tab_common.wire_common(ctx, ui, tab, prompt, seed, result)
     gen_tab = tab_common.GenerationTab(tab, fields, result, prompt, event)
+    tab_common.wire_paste(ui, gen_tab)
     gen_tab.inputs = {"init_img": init_img, "sketch": sketch, "inpaint": inpaint, "mode_tabs": (t0, t2)}
     return gen_tab

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from modules.context import AppContext
+from modules.images import read_info_from_image
 from webui.ui.components import UploadImage
 
 
@@ -20,7 +21,6 @@ class PngInfoTab:
 
 def read_parameters(image) -> tuple[str, str]:
     """(infotext, html table of every text item) for an uploaded PIL image."""
-    from modules.images import read_info_from_image
     if image is None:
         return "", ""
     infotext, items = read_info_from_image(image)

@@ -78,6 +78,22 @@ def generate(ctx: AppContext, ui, kind: str, request: dict, script_values: list,
             yield files, first_infotext, info, "", gr.update(value=None, visible=False), seeds
 
 
+def wire_paste(ui, tab: GenerationTab) -> None:
+    """↙️: the prompt box holds a pasted infotext -> every field of the tab (the API's paste rule);
+    an empty prompt takes the last generation's infotext instead (A1111's behaviour)."""
+    from webui.ui import send_to
+
+    fields = tab.fields
+
+    def paste(text, last):
+        source = text if text and "\n" in text or (text and "Steps:" in text) else last
+        if not source:
+            raise gr.Error("Nothing to read: paste generation parameters into the prompt, or generate first")
+        return send_to.paste(ui, fields, source)
+    tab.prompt.paste.click(paste, inputs=[tab.prompt.prompt, tab.result.infotext], outputs=list(fields.values()),
+                           api_visibility="private", show_progress="hidden")
+
+
 def wire_common(ctx: AppContext, ui, tab: str, prompt: widgets.PromptRow, seed: widgets.SeedRow,
                 result: widgets.ResultPanel) -> None:
     prompt.interrupt.click(lambda: ctx.jobs.interrupt() and None, api_name=f"{tab}_interrupt", queue=False)
@@ -89,6 +105,8 @@ def wire_common(ctx: AppContext, ui, tab: str, prompt: widgets.PromptRow, seed: 
                   trigger_mode="always_last", api_visibility="private", queue=False)
     prompt.save_style.click(ui.save_style, inputs=[prompt.style_name, prompt.prompt, prompt.negative_prompt],
                             outputs=[prompt.styles, prompt.style_name], api_name=f"{tab}_save_style")
+    prompt.clear.click(lambda: ("", ""), outputs=[prompt.prompt, prompt.negative_prompt], api_visibility="private",
+                       show_progress="hidden", queue=False)
     prompt.apply_styles.click(ui.apply_styles, inputs=[prompt.prompt, prompt.negative_prompt, prompt.styles],
                               outputs=[prompt.prompt, prompt.negative_prompt, prompt.styles],
                               api_visibility="private")

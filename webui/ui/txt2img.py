@@ -11,9 +11,10 @@ from webui.ui import tab_common, widgets
 
 def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
     tab = "txt2img"
-    with gr.Row():
+    prompt = widgets.prompt_row(tab, ui.style_names())
+    ui.extra_networks(tab)
+    with gr.Row(equal_height=False):
         with gr.Column(scale=1, elem_id=f"{tab}_settings"):
-            prompt = widgets.prompt_row(tab, ui.style_names())
             sampler = widgets.sampler_row(tab, ui.sampler_names, ui.scheduler_labels)
             size = widgets.size_row(tab, ui.native_size, ui.native_size)
             seed = widgets.seed_row(tab)
@@ -64,4 +65,6 @@ def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
     prompt.prompt.submit(tab_common.named_generator(generate, inputs), inputs_kwargs=inputs, outputs=outputs, api_visibility="private",
                          concurrency_id="generation", concurrency_limit=None)
     tab_common.wire_common(ctx, ui, tab, prompt, seed, result)
-    return tab_common.GenerationTab(tab, fields, result, prompt, event)
+    gen_tab = tab_common.GenerationTab(tab, fields, result, prompt, event)
+    tab_common.wire_paste(ui, gen_tab)
+    return gen_tab

@@ -15,7 +15,7 @@ from modules.context import AppContext
 from modules.processing import hires
 from modules.sampling.samplers import SAMPLERS
 from modules.sampling.schedules import SCHEDULERS
-from webui.ui import scripts_ui
+from webui.ui import depth2img, extensions_tab, extras, scripts_ui, send_to
 
 
 @dataclass
@@ -32,6 +32,7 @@ class UiState:
     tmp_dir: Path
     ext_tabs: list = field(default_factory=list)  # on_ui_tabs: built before the page's Blocks
     native_size: int = 512  # default width/height: what the default checkpoint was trained at
+    status: object = None  # the top bar's model status (checkpoint cards switch the model and update it)
 
     @classmethod
     def from_context(cls, ctx: AppContext) -> "UiState":
@@ -104,6 +105,10 @@ class UiState:
         scripts = self.ctx.services.scripts
         return scripts.runner(is_img2img) if scripts is not None else None
 
+    def extra_networks(self, tab: str) -> None:
+        from webui.ui import extra_networks_ui
+        extra_networks_ui.create(self.ctx, tab, self.status)
+
     def scripts_block(self, tab: str, is_img2img: bool) -> ScriptsBlock:
         runner = self.scripts_runner(is_img2img)
         if runner is None:
@@ -112,23 +117,26 @@ class UiState:
 
     # -- tabs ------------------------------------------------------------------------------------
     def optional_tabs(self) -> list[tuple[str, str, Callable]]:
-        from webui.ui import depth2img, extras
         return [("depth2img", "tab_depth2img", depth2img.create_tab), ("Extras", "tab_extras", extras.create_tab)]
+
+    def tool_tabs(self) -> list[tuple[str, str, Callable]]:
+        """After PNG Info, as in A1111."""
+        from webui.ui import merger, train
+        return [("Checkpoint Merger", "tab_modelmerger", merger.create_tab), ("Train", "tab_train", train.create_tab)]
 
     def extension_tabs(self) -> list[tuple[str, str, Callable]]:
         return list(self.ext_tabs)
 
     def extensions_tab(self, ctx: AppContext) -> None:
-        from webui.ui import extensions_tab
         extensions_tab.create_tab(ctx)
 
     def wire_send_to(self, tabs: dict, tab_set: gr.Tabs) -> None:
-        from webui.ui import send_to
         send_to.wire(self, tabs, tab_set)
 
     @staticmethod
     def css(ctx: AppContext) -> str:
-        base = ".token-counter.over { color: #d33; } .comments { color: #b60; margin: 0; }"
+        from webui.ui import extra_networks_ui
+        base = ".token-counter.over { color: #d33; } .comments { color: #b60; margin: 0; }" + extra_networks_ui.CSS
         scripts = ctx.services.scripts
         return base + ("\n" + scripts.css() if scripts is not None else "")
 

@@ -14,6 +14,12 @@ REUSE = "\u267b\ufe0f"        # ♻️ reuse last seed
 SWAP = "\u21c5"               # ⇅ swap width/height
 
 
+PASTE = "\u2199\ufe0f"        # ↙️ read generation parameters from the prompt (or the last generation)
+CLEAR = "\U0001f5d1\ufe0f"     # 🗑️ clear prompt
+APPLY_STYLES = "\U0001f4cb"     # 📋 apply the selected styles to the prompts
+EDIT_STYLES = "\U0001f58c\ufe0f"  # 🖌️ save the prompts as a style
+
+
 @dataclass
 class PromptRow:
     prompt: gr.Textbox
@@ -27,27 +33,38 @@ class PromptRow:
     generate: gr.Button
     interrupt: gr.Button
     skip: gr.Button
+    paste: gr.Button
+    clear: gr.Button
 
 
 def prompt_row(tab: str, style_names: list[str]) -> PromptRow:
-    with gr.Row(elem_id=f"{tab}_toprow"):
-        with gr.Column(scale=6):
+    """A1111's top row: prompt and negative prompt across the width, beside the Generate column with
+    its tool buttons (read parameters, clear, apply styles, edit styles) and the styles dropdown."""
+    with gr.Row(elem_id=f"{tab}_toprow", equal_height=False):
+        with gr.Column(scale=6, elem_id=f"{tab}_prompt_container"):
             prompt = gr.Textbox(label="Prompt", lines=3, elem_id=f"{tab}_prompt",
                                 placeholder="Prompt (A1111 syntax: (emphasis:1.2), [from:to:when], AND, BREAK, <lora:name:1>)")
             prompt_tokens = gr.HTML("0/75", elem_id=f"{tab}_token_counter")
             negative = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{tab}_neg_prompt")
             negative_tokens = gr.HTML("0/75", elem_id=f"{tab}_negative_token_counter")
-        with gr.Column(scale=1, min_width=180):
+        with gr.Column(scale=1, min_width=220, elem_id=f"{tab}_actions_column"):
             generate = gr.Button("Generate", variant="primary", elem_id=f"{tab}_generate")
             with gr.Row():
                 interrupt = gr.Button("Interrupt", elem_id=f"{tab}_interrupt", size="sm")
                 skip = gr.Button("Skip", elem_id=f"{tab}_skip", size="sm")
+            with gr.Row(elem_id=f"{tab}_tools"):
+                paste = gr.Button(PASTE, size="sm", min_width=36, elem_id=f"{tab}_paste",
+                                  elem_classes=["tool"])
+                clear = gr.Button(CLEAR, size="sm", min_width=36, elem_id=f"{tab}_clear_prompt",
+                                  elem_classes=["tool"])
+                apply_styles = gr.Button(APPLY_STYLES, size="sm", min_width=36, elem_id=f"{tab}_style_apply",
+                                         elem_classes=["tool"])
             styles = gr.Dropdown(label="Styles", choices=style_names, multiselect=True, elem_id=f"{tab}_styles")
-            apply_styles = gr.Button("Apply styles", size="sm", elem_id=f"{tab}_style_apply")
-            style_name = gr.Textbox(label="New style name", lines=1, elem_id=f"{tab}_style_name")
-            save_style = gr.Button("Save prompts as style", size="sm", elem_id=f"{tab}_style_create")
+            with gr.Accordion(f"{EDIT_STYLES} Edit styles", open=False, elem_id=f"{tab}_styles_dialog"):
+                style_name = gr.Textbox(label="New style name", lines=1, elem_id=f"{tab}_style_name")
+                save_style = gr.Button("Save prompts as style", size="sm", elem_id=f"{tab}_style_create")
     return PromptRow(prompt, negative, prompt_tokens, negative_tokens, styles, apply_styles, style_name,
-                     save_style, generate, interrupt, skip)
+                     save_style, generate, interrupt, skip, paste, clear)
 
 
 @dataclass

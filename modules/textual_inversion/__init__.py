@@ -1,0 +1,3 @@
+"""Textual inversion training (Gal et al. 2022): create an embedding, train its vectors on captioned
+images with the diffusion loss while the model stays frozen. training.py is the engine, service.py
+the glue to the app context (files, job queue, previews)."""
