@@ -104,6 +104,8 @@ def run_ours(path: str, size: int, steps: int, device: str, bf16: bool = False, 
                                          cfg_scale=7.0)
     if fast:
         p.token_merging_ratio, p.s_min_uncond = FAST_TOME, FAST_NGMS
+    last = {}  # the final denoised latent: random weights often decode to a saturated picture
+    p.env.callbacks.cfg.on_cfg_after_cfg.append(lambda params: last.update(latent=params.x))
     reset_peak_rss()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -116,7 +118,8 @@ def run_ours(path: str, size: int, steps: int, device: str, bf16: bool = False, 
     t0 = _now()
     vae.decode(model, latent)
     _sync(device)
-    return {**_result(times, total, _since(t0), device), "image": image.tolist()}
+    return {**_result(times, total, _since(t0), device), "image": image.tolist(),
+            "latent": last["latent"].float().cpu().numpy().tolist()}
 
 
 def build_diffusers(path: str, device: str, bf16: bool = False):
@@ -215,9 +218,10 @@ def child(argv: list[str]) -> int:
     run = IMPLS[which]
     with torch.no_grad():
         result = run(path, size, steps, device)
-    image = result.pop("image", None)
+    image, latent = result.pop("image", None), result.pop("latent", None)
     if image is not None and len(argv) > 5:  # where the parent wants the picture, to compare runs
         np.save(argv[5], np.asarray(image, dtype=np.uint8))
+        np.save(argv[5].replace(".npy", "-latent.npy"), np.asarray(latent, dtype=np.float32))
     print("RESULT " + json.dumps(result), flush=True)
     return 0
 
@@ -240,11 +244,14 @@ def _run_child(which: str, path: Path, size: int, steps: int, device: str) -> di
 
 def _speed_line(size: int, fast: str, plain: str, a: dict, b: dict) -> str:
     """Time ratio of the speed settings, and how much they changed the picture (mean |difference|
-    over all pixels and channels, in 0-255 levels)."""
+    over all pixels and channels, in 0-255 levels) and the final latent (random weights can decode
+    to a saturated picture, where the pixels cannot show a change)."""
     change = "n/a"
     if a.get("image_path") and b.get("image_path"):
         x, y = (np.load(a["image_path"]).astype(np.int16), np.load(b["image_path"]).astype(np.int16))
-        change = f"{np.abs(x - y).mean():.2f} levels"
+        la, lb = (np.load(r["image_path"].replace(".npy", "-latent.npy")) for r in (a, b))
+        change = (f"{np.abs(x - y).mean():.2f} levels (final latent: mean |change| "
+                  f"{np.abs(la - lb).mean() / np.abs(lb).mean():.1%} of its mean |value|)")
     return (f"{size:>5} ratio {fast}/{plain} total (token merging {FAST_TOME} + NGMS {FAST_NGMS}): "
             f"wall {a['total_s'] / b['total_s']:.2f}, CPU {a['total_cpu_s'] / b['total_cpu_s']:.2f} "
             f"(target <= 0.7); UNet s/step {a['unet_s_per_step'] / b['unet_s_per_step']:.2f}; "
