@@ -65,8 +65,9 @@ def load_clip(folder: Path):
     import safetensors.torch
 
     config = json.loads((folder / "open_clip_config.json").read_text())
-    cfg = config.get("model_cfg", config)
-    model = open_clip.CLIP(**cfg)
+    cfg = dict(config.get("model_cfg", config))
+    custom_text = cfg.pop("custom_text", False)  # text tower from a config of its own (e.g. ViT-bigG)
+    model = (open_clip.CustomTextCLIP if custom_text else open_clip.CLIP)(**cfg)
     model.load_state_dict(safetensors.torch.load_file(str(folder / "open_clip_model.safetensors")))
     model.eval()
     pre = config.get("preprocess_cfg", {})
