@@ -18,7 +18,7 @@ UNUSED = {"wandb", "accelerate", "kornia", "kornia-rs", "cwevals", "distro", "pl
           "xxhash", "protobuf", "googleapis-common-protos"}
 APP_ROOTS = ["gradio", "fastapi", "uvicorn", "torch", "torchvision", "open-clip-torch", "safetensors", "pillow",
              "numpy", "omegaconf", "setuptools", "k-diffusion", "psutil", "piexif", "lark", "spandrel",
-             "spandrel-extra-arches"]
+             "spandrel-extra-arches", "tokenizers", "sentencepiece"]
 # Test-only roots; their dependencies that the app does not already have join the test file.
 TEST_ROOTS = ["pytest", "hypothesis", "diffusers", "transformers", "playwright", "pytest-timeout", "ruff"]
 

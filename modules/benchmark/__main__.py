@@ -3,7 +3,7 @@ import importlib
 import sys
 
 BENCHMARKS = {"load": "modules.benchmark.load", "generate": "modules.benchmark.generate",
-              "conv": "modules.benchmark.conv"}
+              "conv": "modules.benchmark.conv", "mmdit": "modules.benchmark.mmdit"}
 
 
 def main(argv: list[str]) -> int:
