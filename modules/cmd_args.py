@@ -35,6 +35,8 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--api", action="store_true", help="serve the /sdapi/v1 HTTP API next to the UI")
     g.add_argument("--nowebui", action="store_true", help="serve only the HTTP API")
     g.add_argument("--api-auth", default=None, help="HTTP Basic credentials for the API: user:pass[,user2:pass2]")
+    g.add_argument("--api-server-stop", action="store_true",
+                   help="serve /sdapi/v1/server-kill, server-restart and server-stop (A1111's flag)")
     g.add_argument("--gradio-auth", default=None, help="login for the web UI: user:pass[,user2:pass2]")
     g.add_argument("--enable-insecure-extension-access", action="store_true",
                    help="allow installing extensions from the UI even when listening beyond localhost")

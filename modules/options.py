@@ -138,6 +138,23 @@ REGISTRY: dict[str, OptionInfo] = {
     "beta_dist_alpha": _o(0.6, "Beta schedule - alpha", "sampler", minimum=0.01, maximum=1.0),
     "beta_dist_beta": _o(0.6, "Beta schedule - beta", "sampler", minimum=0.01, maximum=1.0),
     "s_noise": _o(1.0, "sigma noise", "sampler", minimum=0.0, maximum=1.1),
+    "uni_pc_variant": _o("bh1", "UniPC variant", "sampler", choices=("bh1", "bh2", "vary_coeff")),
+    "uni_pc_skip_type": _o("time_uniform", "UniPC skip type", "sampler",
+                           choices=("time_uniform", "time_quadratic", "logSNR")),
+    "uni_pc_order": _o(3, "UniPC order (capped by the number of steps)", "sampler", minimum=1, maximum=50,
+                       step=1),
+    "uni_pc_lower_order_final": _o(True, "UniPC lower order final", "sampler"),
+    # Optimizations (A1111's names)
+    "s_min_uncond": _o(0.0, "Negative Guidance minimum sigma (skip the negative prompt on every other "
+                       "step below this noise level)", "optimizations", minimum=0.0, maximum=15.0, step=0.01),
+    "s_min_uncond_all": _o(False, "Negative Guidance minimum sigma all steps", "optimizations"),
+    "skip_early_cond": _o(0.0, "Ignore negative prompt during early sampling (fraction of the steps)",
+                          "optimizations", minimum=0.0, maximum=1.0, step=0.01),
+    "token_merging_ratio": _o(0.0, "Token merging ratio", "optimizations", minimum=0.0, maximum=0.9, step=0.1),
+    "token_merging_ratio_img2img": _o(0.0, "Token merging ratio for img2img (0 = the one above)",
+                                      "optimizations", minimum=0.0, maximum=0.9, step=0.1),
+    "token_merging_ratio_hr": _o(0.0, "Token merging ratio for the hires pass (0 = the one above)",
+                                 "optimizations", minimum=0.0, maximum=0.9, step=0.1),
     # Saving images
     "samples_save": _o(True, "Always save all generated images", "saving"),
     "samples_format": _o("png", "File format for images", "saving", choices=SAMPLES_FORMATS),

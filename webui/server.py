@@ -76,7 +76,9 @@ def start(ctx: AppContext) -> int:
     shown = "127.0.0.1" if host == "0.0.0.0" else host
     print(f"Running on http://{shown}:{port}" + (" (listening on all interfaces)" if host == "0.0.0.0" else ""),
           flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    app.state.stop_server = lambda: setattr(server, "should_exit", True)  # POST /sdapi/v1/server-stop
+    server.run()
     return 0
 
 

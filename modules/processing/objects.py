@@ -148,13 +148,15 @@ class StableDiffusionProcessing:
     extra_generation_params: dict = field(default_factory=dict)
     overlay_images: list | None = None
     eta: float | None = None
-    s_min_uncond: float = 0.0
+    s_min_uncond: float | None = None  # None: the setting (Negative Guidance minimum sigma)
     s_churn: float | None = None
     s_tmin: float | None = None
     s_tmax: float | None = None
     s_noise: float | None = None
     override_settings: dict = field(default_factory=dict)
     override_settings_restore_afterwards: bool = True
+    token_merging_ratio: float = 0.0     # 0: the settings' (sample.token_merging_ratio)
+    token_merging_ratio_hr: float = 0.0
     denoising_strength: float | None = None
     disable_extra_networks: bool = False
     scripts: Any = None          # ScriptHooks-like runner (extensions helper)

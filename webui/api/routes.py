@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from modules import cmd_args, request_settings, startup
 from modules.context import AppContext
 from modules.errors import RequestError
-from webui.api import extras, generation, imagecodec, listings, models, scripts_api, tool_routes
+from webui.api import a1111_routes, extras, generation, imagecodec, listings, models, scripts_api, tool_routes
 from webui.api.auth import BasicAuthMiddleware
 from webui.api.errors import ApiError, SafeRoute, http_error_handler, install_handlers
 
@@ -33,6 +33,7 @@ def install(app: FastAPI, ctx: AppContext) -> None:
     _model_routes(router, ctx)
     _list_routes(router, ctx)
     tool_routes.install(router, ctx)
+    a1111_routes.install(router, ctx)
     app.include_router(router)
     install_handlers(app)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)

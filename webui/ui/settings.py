@@ -12,7 +12,7 @@ from modules.options import OptionInfo
 from webui.ui import named_params
 
 SECTIONS = {
-    "sd": "Stable Diffusion", "sampler": "Sampler parameters", "saving": "Saving images",
+    "sd": "Stable Diffusion", "sampler": "Sampler parameters", "optimizations": "Optimizations", "saving": "Saving images",
     "paths": "Paths for saving", "previews": "Live previews", "ui": "User interface",
     "upscaling": "Upscaling", "face-restoration": "Face restoration", "extensions": "Extensions",
 }
