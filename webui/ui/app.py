@@ -15,8 +15,7 @@ def create_ui(ctx: AppContext) -> gr.Blocks:
     ui = UiState.from_context(ctx)
     tabs: dict = {}
     with gr.Blocks(title="Stable Diffusion") as demo:
-        status = top_bar.create(ctx, ui)
-        ui.status = status
+        ui.status, ui.checkpoint = top_bar.create(ctx, ui)
         with gr.Tabs(elem_id="tabs") as tab_set:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
                 tabs["txt2img"] = txt2img.create_tab(ctx, ui)
@@ -39,7 +38,7 @@ def create_ui(ctx: AppContext) -> gr.Blocks:
                 ui.extensions_tab(ctx)
         ui.wire_send_to(tabs, tab_set)
         # the model loads in the background at start: each page load shows what is loaded now
-        demo.load(lambda: top_bar.model_status(ctx), outputs=status, api_visibility="private", queue=False)
+        demo.load(lambda: top_bar.model_status(ctx), outputs=ui.status, api_visibility="private", queue=False)
     return demo
 
 
