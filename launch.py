@@ -4,8 +4,9 @@
 1. Outside a virtual environment: create ./venv and re-execute this script with its Python.
 2. Install the pinned requirements that are missing (checked against installed metadata, no pip
    resolution, so a second start takes no time). TORCH_COMMAND overrides how torch is installed.
-3. `--test`: also install the test requirements, then lint (ruff) and run every test; exit non-zero
-   if either fails.
+   With --workers / --ray-address also Ray's (requirements-ray.txt).
+3. `--test`: also install the test requirements (and Ray's), then lint (ruff) and run every test;
+   exit non-zero if either fails.
 4. Otherwise start the server (web UI and/or API).
 
 Only the standard library is used before the venv is ready.
@@ -45,8 +46,11 @@ def run_pip(args: list[str]) -> None:
     subprocess.run(cmd, check=True)  # pip's own progress bars show on the terminal
 
 
-def install(test: bool) -> None:
+def install(test: bool, ray: bool = False) -> None:
+    """The locks that are missing; Ray's (requirements-ray.txt) only for --workers / --ray-address
+    and the tests, so the single-machine default installs and imports no Ray."""
     files = [ROOT / "requirements.txt"] + ([ROOT / "requirements-test.txt"] if test else [])
+    files += [ROOT / "requirements-ray.txt"] if test or ray else []
     torch_command = os.environ.get("TORCH_COMMAND")
     torch_file = ROOT / "requirements-torch.txt"
     if torch_command:
@@ -87,7 +91,7 @@ def main(argv: list[str]) -> int:
         reexec_in_venv(argv)
     if not early.skip_install:
         try:
-            install(test=early.test)
+            install(test=early.test, ray=bool(early.workers or early.ray_address))
         except subprocess.CalledProcessError as e:
             print(f"launch.py: installing requirements failed (exit {e.returncode}); "
                   "see pip's message above", file=sys.stderr)

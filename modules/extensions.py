@@ -1,4 +1,4 @@
-"""A1111's `modules.extensions` path, for extensions: the extensions of the running app.
+"""A1111's `modules.plugins.manager` path, for extensions: the extensions of the running app.
 
 A thin facade over the app's ExtensionManager (modules.plugins.manager), looked up through the
 extension scope that is current (modules.script_callbacks), like modules.shared: no globals here.
@@ -25,4 +25,4 @@ def __getattr__(name: str) -> Any:
     if name == "extensions":  # every extension found, enabled or not
         manager = _manager()
         return list(manager.extensions) if manager is not None else []
-    raise AttributeError(f"modules.extensions.{name} is not available in this web UI")
+    raise AttributeError(f"modules.plugins.manager.{name} is not available in this web UI")

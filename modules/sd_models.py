@@ -1,4 +1,4 @@
-"""A1111's `modules.sd_models` path: checkpoint building and loading (modules.models.loader)."""
+"""A1111's `modules.models.loader` path: checkpoint building and loading (modules.models.loader)."""
 from modules.models.loader import (  # noqa: F401
     CheckpointRefused,
     build_model,

@@ -1,2 +1,2 @@
-"""A1111's `modules.sd_vae` path: VAE files (modules.models.vae)."""
+"""A1111's `modules.models.vae` path: VAE files (modules.models.vae)."""
 from modules.models.vae import VaeCatalog, VaeInfo, read_vae_state_dict, swap_vae, vae_beside  # noqa: F401

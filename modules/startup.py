@@ -104,7 +104,7 @@ def current_model(ctx: AppContext) -> LoadedCheckpoint:
 def count_tokens(ctx: AppContext, text: str) -> tuple[int, int]:
     """The UI's "used/75" counter, with the loaded model's tokenizer and embeddings."""
     loaded = ctx.models.current if ctx.models else None
-    if loaded is None:  # still loading: count plain tokens (no embeddings known yet)
+    if loaded is None or loaded.model is None:  # still loading, or on workers: count plain tokens
         words = " ".join(t for t, w in parse_prompt_attention(text) if w != -1)
         used = len(shared_tokenizer().encode(words))
         return used, max(1, -(-used // 75)) * 75

@@ -26,6 +26,14 @@ def test_medvram_parts_are_the_networks_and_lowvram_splits_the_unet():
         split_parts(model, "tiny")
 
 
+def test_sd3_parts_are_its_text_encoders_vae_and_mmdit_and_lowvram_splits_the_joint_blocks():
+    from tests.tiny_sd3 import make_tiny_sd3
+    model = make_tiny_sd3()
+    assert split_parts(model, "med") == [model.model, model.first_stage_model, model.text_encoders]
+    mmdit = model.model.diffusion_model
+    assert split_parts(model, "low") == [*mmdit.joint_blocks, model.first_stage_model, model.text_encoders]
+
+
 class RecordingOffloader(Offloader):
     """Notes which part came in, by name."""
 

@@ -58,7 +58,7 @@ def sdxl_like() -> dict[str, tuple]:
     (sdxl_like(), "SDXL"),
     ({"model.diffusion_model.label_emb.0.0.weight": (1280, 2560),
       "model.diffusion_model.input_blocks.0.0.weight": (384, 4, 3, 3)}, "SDXL refiner"),
-    ({"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": (4608, 1536)}, "SD3"),
+    ({"joint_blocks.0.x_block.attn.qkv.weight": (4608, 1536)}, "an SD3 diffusion model without its VAE"),
     ({"double_blocks.0.img_attn.qkv.weight": (9216, 3072)}, "Flux"),
     ({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": (4, 320)}, "a LoRA"),
     ({"encoder.conv_in.weight": (128, 3, 3, 3), "decoder.conv_out.weight": (3, 128, 3, 3)}, "a VAE"),

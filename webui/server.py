@@ -12,7 +12,7 @@ import gradio as gr  # noqa: E402  (after GRADIO_ANALYTICS_ENABLED)
 import uvicorn  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
-from modules import cmd_args  # noqa: E402
+from modules import cmd_args, distributed  # noqa: E402
 from modules.context import AppContext, create_context  # noqa: E402
 from modules.plugins import preload  # noqa: E402
 from webui.api import routes  # noqa: E402
@@ -80,5 +80,13 @@ def main(argv: list[str]) -> int:
         return 2
     from modules import startup  # after the flags: a bad flag answers before torch is imported
 
-    startup.attach_engine(ctx)
+    if distributed.wanted(args):  # Ray is imported only here
+        from modules.distributed.cluster import ClusterError  # imports ray
+        try:
+            distributed.attach(ctx, ui_sandbox=scripts_ui.sandbox)
+        except ClusterError as e:
+            print(f"launch.py: {e}", file=sys.stderr)
+            return 2
+    else:
+        startup.attach_engine(ctx)
     return start(ctx)

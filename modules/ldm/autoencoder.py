@@ -27,6 +27,7 @@ class AutoencoderConfig:
     attn_resolutions: Sequence[int] = ()  # resolutions with self-attention in the levels (none for SD)
     resolution: int = 256  # training resolution, only used to place attn_resolutions
     dropout: float = 0.0
+    use_quant_conv: bool = True  # 1x1 quant_conv / post_quant_conv around the latent (SD3's VAE has none)
 
     @property
     def downsampling_factor(self) -> int:
@@ -243,8 +244,9 @@ class AutoencoderKL(nn.Module):
         self.config = cfg = config
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
-        self.quant_conv = nn.Conv2d(2 * cfg.z_channels, 2 * cfg.embed_dim, 1)
-        self.post_quant_conv = nn.Conv2d(cfg.embed_dim, cfg.z_channels, 1)
+        if cfg.use_quant_conv:
+            self.quant_conv = nn.Conv2d(2 * cfg.z_channels, 2 * cfg.embed_dim, 1)
+            self.post_quant_conv = nn.Conv2d(cfg.embed_dim, cfg.z_channels, 1)
 
     @property
     def downsampling_factor(self) -> int:
@@ -252,11 +254,15 @@ class AutoencoderKL(nn.Module):
 
     def encode(self, x: torch.Tensor) -> DiagonalGaussianDistribution:
         """image [B, 3, H, W] in [-1, 1] -> posterior over latents [B, embed_dim, H/f, W/f]."""
-        return DiagonalGaussianDistribution(self.quant_conv(self.encoder(_cpu_layout(x))).contiguous())
+        moments = self.encoder(_cpu_layout(x))
+        if self.config.use_quant_conv:
+            moments = self.quant_conv(moments)
+        return DiagonalGaussianDistribution(moments.contiguous())
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """latent [B, embed_dim, h, w] (unscaled) -> image [B, 3, h*f, w*f], about [-1, 1]."""
-        return self.decoder(self.post_quant_conv(_cpu_layout(z))).contiguous()
+        z = _cpu_layout(z)
+        return self.decoder(self.post_quant_conv(z) if self.config.use_quant_conv else z).contiguous()
 
     def forward(self, x: torch.Tensor, sample_posterior: bool = True) -> torch.Tensor:
         posterior = self.encode(x)

@@ -45,6 +45,8 @@ class TextConfig:
     max_length: int = 77  # positions: BOS + 75 tokens + EOS
     embed_dim: Optional[int] = None  # v2: text_projection width (None = width)
     layer: str = "last"  # which hidden state is the output (see module docstring)
+    hidden_act: str = "quick_gelu"  # CLIP layout MLP activation: quick_gelu (OpenAI CLIP) or gelu (OpenCLIP bigG)
+    position_ids: bool = True  # CLIP layout: the checkpoint stores embeddings.position_ids (SD v1; not SD3)
 
     @classmethod
     def from_params(cls, params: Optional[dict], **defaults) -> "TextConfig":
@@ -158,22 +160,27 @@ class CLIPAttention(nn.Module):
 
 
 class CLIPMLP(nn.Module):
-    def __init__(self, width: int):
+    def __init__(self, width: int, hidden_act: str = "quick_gelu"):
         super().__init__()
+        if hidden_act not in ("quick_gelu", "gelu"):
+            raise ValueError(f"CLIP hidden_act={hidden_act!r}: use 'quick_gelu' or 'gelu'")
+        self.hidden_act = hidden_act
         self.fc1 = nn.Linear(width, 4 * width)
         self.fc2 = nn.Linear(4 * width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.fc1(x)
+        if self.hidden_act == "gelu":  # OpenCLIP bigG (SDXL / SD3 CLIP-G)
+            return self.fc2(F.gelu(h))
         return self.fc2(h * torch.sigmoid(1.702 * h))  # quick_gelu, what OpenAI CLIP was trained with
 
 
 class CLIPEncoderLayer(nn.Module):
-    def __init__(self, width: int, heads: int):
+    def __init__(self, width: int, heads: int, hidden_act: str = "quick_gelu"):
         super().__init__()
         self.self_attn = CLIPAttention(width, heads)
         self.layer_norm1 = nn.LayerNorm(width)
-        self.mlp = CLIPMLP(width)
+        self.mlp = CLIPMLP(width, hidden_act)
         self.layer_norm2 = nn.LayerNorm(width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -184,7 +191,7 @@ class CLIPEncoderLayer(nn.Module):
 class CLIPEncoder(nn.Module):
     def __init__(self, cfg: TextConfig):
         super().__init__()
-        self.layers = nn.ModuleList(CLIPEncoderLayer(cfg.width, cfg.heads) for _ in range(cfg.layers))
+        self.layers = nn.ModuleList(CLIPEncoderLayer(cfg.width, cfg.heads, cfg.hidden_act) for _ in range(cfg.layers))
 
 
 class CLIPTextEmbeddings(nn.Module):
@@ -195,6 +202,8 @@ class CLIPTextEmbeddings(nn.Module):
         # kept for the checkpoint layout only: merged files often carry damaged values (floats,
         # off-by-one), so forward uses arange instead. Made on the CPU even in a meta build: it is
         # 77 integers, and torch's first arange on meta costs ~2 s of imports (measured by the loader).
+        if not cfg.position_ids:
+            return
         self.register_buffer("position_ids", torch.arange(cfg.max_length, device="cpu").expand((1, -1)),
                              persistent=True)
 
@@ -211,6 +220,18 @@ class CLIPTextModel(nn.Module):
     def __init__(self, cfg: TextConfig):
         super().__init__()
         self.text_model = CLIPTextTransformer(cfg)
+
+
+class CLIPTextModelWithProjection(nn.Module):
+    """transformers' CLIPTextModelWithProjection layout (`text_model.*`, `text_projection.weight`
+    [embed_dim, width], no bias), as SD3 stores CLIP-G; CLIP-L's files leave the projection out
+    (embed_dim None)."""
+
+    def __init__(self, cfg: TextConfig):
+        super().__init__()
+        self.text_model = CLIPTextTransformer(cfg)
+        if cfg.embed_dim is not None:
+            self.text_projection = nn.Linear(cfg.width, cfg.embed_dim, bias=False)
 
 
 class FrozenCLIPEmbedder(TextEncoder):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from modules.atomic import atomic_write_text, read_json_object
+from modules.models.detect import file_family
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ class CheckpointInfo:
     sha256: str
     hash: str  # legacy 8-hex model hash
     ids: list[str] = field(default_factory=list, repr=False)
+    family: str | None = None  # what the file is, from its header ("SD3.5 Medium (...)"); None: not told
 
     @property
     def shorthash(self) -> str:
@@ -181,7 +183,8 @@ class CheckpointCatalog:
     def _info(self, root: Path, path: Path) -> CheckpointInfo:
         name = path.relative_to(root).as_posix()
         return CheckpointInfo(filename=str(path.resolve()), name=name,
-                              sha256=self.hash_cache.sha256(path), hash=legacy_model_hash(path))
+                              sha256=self.hash_cache.sha256(path), hash=legacy_model_hash(path),
+                              family=file_family(path))
 
     def list(self) -> list[CheckpointInfo]:
         with self._lock:

@@ -7,12 +7,14 @@ Order of precedence (A1111's):
    layout, conv vs linear `proj_in`, depth/x4 keys), so they also recognise the tiny test models.
 3. eps vs v prediction is not in the weights: for the v2 family `is_v_prediction` runs A1111's probe
    on the loaded UNet.
+SD3 / SD3.5 files (MMDiT) are recognised first (modules/sd3_detect.py: the variant from the shapes,
+config derived from the weights, no yaml needed): Detection(kind="sd3", config=<variant>).
 
 Sizes always come from the yaml. A checkpoint whose sizes differ from the official ones (the tiny test
 models, odd fine-tunes) therefore needs its own yaml beside it; without one, loading fails with an
 error that names the mismatching keys, the config tried and this remedy.
 
-Layouts we do not support yet (SDXL, SD3, Flux, a LoRA or VAE put in the wrong folder, ...) raise
+Layouts we do not support yet (SDXL, Flux, a LoRA or VAE put in the wrong folder, ...) raise
 `ValueError("not supported yet: this looks like SDXL ...")` instead of failing deep in the loader.
 """
 from __future__ import annotations
@@ -22,6 +24,10 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 import torch
+from safetensors import SafetensorError, safe_open
+
+from modules.models import family as model_family
+from modules.models import sd3_detect
 
 UNET = "model.diffusion_model."
 V1_TEXT = "cond_stage_model.transformer."
@@ -42,6 +48,7 @@ class Detection:
     family: str
     config: str
     v_config: str | None = None
+    kind: str = "ldm"  # "ldm": config is a yaml name; "sd3": config is an SD3 variant, built from the shapes
 
 
 def shapes_of(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple]:
@@ -94,7 +101,8 @@ UNSUPPORTED: tuple[tuple[str, Callable[[Shapes], bool]], ...] = (
     ("SDXL refiner", lambda s: _label_emb_width(s) == 2560),
     ("SDXL", lambda s: _has_prefix(s, "conditioner.embedders.") or _label_emb_width(s) == 2816),
     ("SD 2.x unCLIP", lambda s: _has_prefix(s, "embedder.model.visual.") or _has_prefix(s, "noise_augmentor.")),
-    ("SD3", lambda s: _has_prefix(s, UNET + "joint_blocks.") or _has_prefix(s, "joint_blocks.")),
+    ("an SD3 diffusion model without its VAE and prefix (ComfyUI's diffusion_models layout); use the "
+     "single-file checkpoint (model.diffusion_model.* + first_stage_model.*)", sd3_detect.is_bare_mmdit),
     ("Flux", lambda s: _has_prefix(s, UNET + "double_blocks.") or _has_prefix(s, "double_blocks.")),
     ("InstructPix2Pix (8 input channels)", lambda s: _in_channels(s) == 8),
     ("a LoRA/LyCORIS network (put it in models/Lora)",
@@ -106,17 +114,23 @@ UNSUPPORTED: tuple[tuple[str, Callable[[Shapes], bool]], ...] = (
 )
 
 
-def detect(state_dict_or_shapes: Mapping, families: tuple[Family, ...] = FAMILIES) -> Detection:
+def detect(state_dict_or_shapes: Mapping, families: tuple[Family, ...] = FAMILIES,
+           filename: str | None = None) -> Detection:
     """Pick the bundled config for a state dict (tensors or a key -> shape mapping).
 
-    `families` is the table to match (tests pass one whose configs are the tiny yamls)."""
+    `families` is the table to match (tests pass one whose configs are the tiny yamls); `filename`
+    tells SD3.5 Large Turbo from Large (same layout)."""
     s = state_dict_or_shapes
     if s and not isinstance(next(iter(s.values())), tuple):
         s = shapes_of(s)
+    if sd3_detect.is_sd3(s):
+        variant = sd3_detect.variant(s, filename)
+        title = sd3_detect.describe(model_family.FAMILIES[variant].title, sd3_detect.encoders_in(s))
+        return Detection(title, variant, kind="sd3")
     for looks_like, test in UNSUPPORTED:
         if test(s):
             raise ValueError(f"not supported yet: this looks like {looks_like}, and this version loads "
-                             "Stable Diffusion v1.x / v2.x checkpoints only")
+                             "Stable Diffusion v1.x / v2.x and SD3 / SD3.5 checkpoints only")
     for family in families:
         if family.matches(s):
             return Detection(family.name, family.config, family.v_config)
@@ -125,6 +139,24 @@ def detect(state_dict_or_shapes: Mapping, families: tuple[Family, ...] = FAMILIE
         "not supported yet: this does not look like a Stable Diffusion v1/v2 checkpoint "
         f"(input channels {_in_channels(s)}, first keys: {first}). If it is one, put a yaml config "
         "with the checkpoint's name beside it.")
+
+
+def file_family(path: str | Path) -> str | None:
+    """What a .safetensors checkpoint is ("SD 1.x", "SD3.5 Medium (no text encoders in the file)", ...),
+    from its header alone (shapes; no tensor is read): the catalog shows it. None when it cannot be told
+    (a .ckpt, an unreadable or unsupported file)."""
+    if Path(path).suffix.lower() != ".safetensors":
+        return None
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        detection = detect(shapes, filename=Path(path).name)
+    except (SafetensorError, OSError, ValueError, RuntimeError, OverflowError):  # any damaged header
+        return None
+    family = model_family.for_config(detection.config)
+    if detection.kind == "sd3" or family is None:
+        return detection.family
+    return family.title + (" or " + model_family.for_config(detection.v_config).title if detection.v_config else "")
 
 
 def yaml_beside(checkpoint: str | Path) -> Path | None:

@@ -5,7 +5,9 @@ Public API (stable; the README copies it):
     build_model(config, device="cpu", dtype=torch.float32) -> model
         config: a yaml path or a bundled name ("v1-inference", "v1-inpainting-inference",
         "v2-inference", "v2-inference-v", "v2-inpainting-inference", "v2-midas-inference",
-        "x4-upscaling"). With device="meta" nothing is allocated.
+        "x4-upscaling"), or an SD3 layout ("sd3-medium", "sd3-medium-incl-clips",
+        "sd3-medium-incl-clips-t5xxl", "sd3.5-large", "sd3.5-large-turbo", "sd3.5-medium": the files
+        Stability AI publishes, key for key). With device="meta" nothing is allocated.
 
     read_state_dict(path) -> {key: tensor}
         .safetensors memory-mapped; .ckpt/.pt only via torch.load(weights_only=True) (a pickle that
@@ -20,8 +22,12 @@ Public API (stable; the README copies it):
         buffers are recomputed; missing or mis-shaped weights raise ValueError naming the first keys
         and the config tried. dtype_vae (default: dtype) is the first_stage_model's dtype.
 
-    load_model(path, config=None, device="cpu", dtype=torch.float32, dtype_vae=None) -> model
+    load_model(path, config=None, device="cpu", dtype=torch.float32, dtype_vae=None,
+               text_encoder_dirs=None) -> model
         config None = `<path without extension>.yaml` beside the file if present, else detection.
+        SD3 / SD3.5 (modules/models/sd3_checkpoint.py): the text encoders a file lacks come from
+        text_encoder_dirs (default: models/text_encoder and models/CLIP beside models/Stable-diffusion,
+        then the checkpoint's folder).
         Tensors that are converted (cast, or copied to the GPU) have their file pages released as
         they go, and tensors kept as views of the file are read in at once (madvise), so a load
         holds at most the file or the converted model plus one tensor, and returns ready to run.
@@ -46,6 +52,7 @@ import torch
 
 from modules.ldm.config import build_from_config, load_config
 from modules.models import detect as sd_detect
+from modules.models import sd3_checkpoint, sd3_detect
 from modules.models.state_dict import CheckpointRefused, MappedFile, read_state_dict, unwrap
 
 __all__ = ["build_model", "read_state_dict", "model_from_state_dict", "load_model", "load_checkpoint",
@@ -63,6 +70,8 @@ class LoadResult:
 
 def build_model(config, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
     """A model with freshly initialised (or, on "meta", no) weights for `config`."""
+    if isinstance(config, str) and config in sd3_detect.BUILD_NAMES:
+        return sd3_checkpoint.build_layout(config, device, dtype)
     cfg = load_config(config) if isinstance(config, (str, Path)) else config
     return build_from_config(cfg, device=device, dtype=dtype)
 
@@ -140,7 +149,10 @@ def _from_state_dict(state_dict, config, device, dtype, dtype_vae, checkpoint_na
     device = torch.device(device)
     dtype_vae = dtype_vae or dtype
     sd = unwrap(state_dict)
-    detection = sd_detect.detect(sd, families) if config is None else None
+    detection = sd_detect.detect(sd, families, filename=checkpoint_name) if config is None else None
+    if detection is not None and detection.kind == "sd3":
+        model = sd3_checkpoint.assemble(sd, device, dtype, dtype_vae, checkpoint_name, checkpoint_name)
+        return LoadResult(model, detection.config)
     config = detection.config if detection else config
     config_label = str(config)
     model = build_model(config, device="meta", dtype=dtype)
@@ -171,15 +183,20 @@ def _probe_v(model, sd) -> bool:
 
 def load_checkpoint(path: str | Path, config=None, device: torch.device | str = "cpu",
                     dtype: torch.dtype = torch.float32, dtype_vae: torch.dtype | None = None,
-                    families: tuple[sd_detect.Family, ...] = sd_detect.FAMILIES) -> LoadResult:
+                    families: tuple[sd_detect.Family, ...] = sd_detect.FAMILIES,
+                    text_encoder_dirs=None) -> LoadResult:
     """`families`: the detection table (injectable so tests can map families to tiny configs)."""
     path = Path(path)
     if config is None:
         config = sd_detect.yaml_beside(path)
     sd = read_state_dict(path)
+    if config is None and sd3_detect.is_sd3(sd_detect.shapes_of(sd)):
+        model = sd3_checkpoint.load_sd3(path, sd, device, dtype, dtype_vae, text_encoder_dirs)
+        return LoadResult(model, model.family.name)
     return _from_state_dict(sd, config, device, dtype, dtype_vae, path.name, families, MappedFile(path))
 
 
 def load_model(path: str | Path, config=None, device: torch.device | str = "cpu",
-               dtype: torch.dtype = torch.float32, dtype_vae: torch.dtype | None = None):
-    return load_checkpoint(path, config, device, dtype, dtype_vae).model
+               dtype: torch.dtype = torch.float32, dtype_vae: torch.dtype | None = None,
+               text_encoder_dirs=None):
+    return load_checkpoint(path, config, device, dtype, dtype_vae, text_encoder_dirs=text_encoder_dirs).model

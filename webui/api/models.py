@@ -254,3 +254,4 @@ class EmbeddingsResponse(BaseModel):
 class MemoryResponse(BaseModel):
     ram: dict[str, Any]
     cuda: dict[str, Any]
+    workers: list[dict[str, Any]] | None = None  # with --workers / --ray-address: one entry per worker

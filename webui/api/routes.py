@@ -159,7 +159,7 @@ def _list_routes(router: APIRouter, ctx: AppContext) -> None:
                          response_model=list[models.SchedulerItem])
     router.add_api_route("/latent-upscale-modes", listings.latent_upscale_modes, methods=["GET"],
                          response_model=list[models.LatentUpscalerModeItem])
-    router.add_api_route("/memory", listings.memory, methods=["GET"], response_model=models.MemoryResponse)
+    router.add_api_route("/memory", _bound(listings.memory, ctx), methods=["GET"], response_model=models.MemoryResponse)
     for path, fn, model in (
             ("/upscalers", listings.upscalers, list[models.UpscalerItem]),
             ("/sd-models", listings.sd_models, list[models.SDModelItem]),

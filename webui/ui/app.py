@@ -7,7 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 from modules.context import AppContext
-from webui.ui import img2img, png_info, settings, top_bar, txt2img
+from webui.ui import img2img, png_info, settings, top_bar, txt2img, workers_panel
 from webui.ui.ui_state import UiState
 
 
@@ -16,6 +16,7 @@ def create_ui(ctx: AppContext) -> gr.Blocks:
     tabs: dict = {}
     with gr.Blocks(title="Stable Diffusion") as demo:
         ui.status, ui.checkpoint = top_bar.create(ctx, ui)
+        workers_panel.create(ctx)  # with --workers / --ray-address only
         with gr.Tabs(elem_id="tabs") as tab_set:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
                 tabs["txt2img"] = txt2img.create_tab(ctx, ui)

@@ -8,12 +8,16 @@ import gradio as gr
 
 from modules import startup
 from modules.context import AppContext
+from modules.models import family as model_families
 
 REFRESH = "\U0001f504"  # 🔄
 
 
 def model_family(config: str | None) -> str:
     """A short family name from the config the checkpoint was loaded with."""
+    family = model_families.for_config(config)
+    if family is not None and family.prediction == "flow":
+        return family.title
     name = str(config or "").rsplit("/", 1)[-1].removesuffix(".yaml")
     families = [("x4-upscaling", "x4 upscaler"), ("midas", "v2 depth"), ("v2-inpainting", "v2 inpainting"),
                 ("v1-inpainting", "v1 inpainting"), ("v2-inference-v", "v2-v"), ("v2", "v2"), ("v1", "v1")]
@@ -35,6 +39,8 @@ def model_status(ctx: AppContext) -> str:
         size = startup.native_size(ctx)
         text += (f" - a small demo model trained on coloured shapes at {size}x{size} (try \"a red circle\"); "
                  f"put real SD v1/v2 checkpoints into `{ctx.paths.ckpt_dirs[0]}` and press {REFRESH}.")
+    for note in getattr(current.model, "notes", ()):  # e.g. an SD3 model running without T5
+        text += f" - {note}"
     return text
 
 
