@@ -9,17 +9,17 @@ import pytest
 
 from modules.plugins.manager import load_extensions
 from tests.api_support import make_context, make_data_dir
-from tests.extensions_support import A1111_SURFACE, GRADIO3_SKETCH, GRADIO3_STYLE, write_extension
-from tests.live_server import LiveServer
-from tests.test_ui_browser import (
+from tests.browser_support import (
     ARGS,
     CHROMIUM,
     SHOTS,
-    _browser_or_skip,
+    browser_or_skip,
     generate,
     open_tab,
     wait_for_gallery,
 )
+from tests.extensions_support import A1111_SURFACE, GRADIO3_SKETCH, GRADIO3_STYLE, write_extension
+from tests.live_server import LiveServer
 from webui.ui import gradio3_compat
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    sync_playwright = _browser_or_skip()
+    sync_playwright = browser_or_skip()
     root = make_data_dir(tmp_path_factory.mktemp("ext-browser"))
     for name, files in (("surface", A1111_SURFACE), ("g3", GRADIO3_STYLE), ("sketchy", GRADIO3_SKETCH)):
         write_extension(root, name, files)

@@ -38,8 +38,7 @@ def _create_ui(ctx: AppContext, hooks) -> gr.Blocks:
     with gr.Blocks(title="Stable Diffusion") as demo:
         if hooks is not None:
             hooks.watch(demo)
-        status = top_bar.create(ctx, ui)
-        ui.status = status
+        ui.status, ui.checkpoint = top_bar.create(ctx, ui)
         workers_panel.create(ctx)  # with --workers / --ray-address only
         with gr.Tabs(elem_id="tabs") as tab_set:
             # render_children: A1111's page had every tab in it (hidden), and extensions' javascript
@@ -66,7 +65,7 @@ def _create_ui(ctx: AppContext, hooks) -> gr.Blocks:
         ui.wire_send_to(tabs, tab_set)
         extension_ui.wire_paste_bindings(ctx, ui, tabs, tab_set)
         # the model loads in the background at start: each page load shows what is loaded now
-        demo.load(lambda: top_bar.model_status(ctx), outputs=status, api_visibility="private", queue=False)
+        demo.load(lambda: top_bar.model_status(ctx), outputs=ui.status, api_visibility="private", queue=False)
         if hooks is not None:
             hooks.flush()  # the last blocks' on_after_component, while the page can still take blocks
     return demo

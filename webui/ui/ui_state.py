@@ -34,6 +34,7 @@ class UiState:
     ext_tabs: list = field(default_factory=list)  # on_ui_tabs: built before the page's Blocks
     native_size: int = 512  # default width/height: what the default checkpoint was trained at
     status: object = None  # the top bar's model status (checkpoint cards switch the model and update it)
+    checkpoint: object = None  # the top bar's checkpoint dropdown (the merger adds files, cards switch)
 
     @classmethod
     def from_context(cls, ctx: AppContext) -> "UiState":
@@ -108,7 +109,7 @@ class UiState:
 
     def extra_networks(self, tab: str) -> None:
         from webui.ui import extra_networks_ui
-        extra_networks_ui.create(self.ctx, tab, self.status)
+        extra_networks_ui.create(self.ctx, tab, self)
 
     @contextlib.contextmanager
     def building(self, tab: str):
@@ -150,8 +151,9 @@ class UiState:
 
     @staticmethod
     def css(ctx: AppContext) -> str:
-        from webui.ui import extra_networks_ui
-        base = ".token-counter.over { color: #d33; } .comments { color: #b60; margin: 0; }" + extra_networks_ui.CSS
+        from webui.ui import extra_networks_ui, widgets
+        base = (".token-counter.over { color: #d33; } .comments { color: #b60; margin: 0; }" + widgets.CSS
+                + extra_networks_ui.CSS)
         scripts = ctx.services.scripts
         return base + ("\n" + scripts.css() if scripts is not None else "")
 
