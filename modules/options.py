@@ -149,6 +149,8 @@ REGISTRY: dict[str, OptionInfo] = {
     "tiled_upscale_tile_size": _o(128, "SD x4: tile size (low-res pixels)", "upscaling", minimum=32, maximum=1024),
     "tiled_upscale_tile_overlap": _o(32, "SD x4: tile overlap (low-res pixels)", "upscaling", minimum=0, maximum=256),
     "x4_noise_level": _o(20, "SD x4: noise level", "upscaling", minimum=0, maximum=350),
+    "ldsr_steps": _o(100, "LDSR processing steps. Lower = faster", "upscaling", minimum=1, maximum=200),
+    "ldsr_cached": _o(False, "Cache LDSR model in memory", "upscaling"),
     # Extensions
     "disabled_extensions": _o([], "Disabled extensions", "extensions"),
     "disable_all_extensions": _o("none", "Disable all extensions", "extensions", choices=("none", "extra", "all")),

@@ -108,6 +108,7 @@ def attach_services(ctx: AppContext) -> None:
     """The prompt-side services processing and the front ends look up by name (ProcessingEnv)."""
     from modules.conditioning import make_conditioner
     from modules.embeddings import EmbeddingDatabase
+    from modules.ldsr.service import LDSRUpscaler
     from modules.lora import LoraDatabase, LoraExtraNetworks
     from modules.styles import StyleDatabase
     from modules.x4_service import X4Upscaler
@@ -121,7 +122,7 @@ def attach_services(ctx: AppContext) -> None:
         "lora": loras,
         "extra_networks": LoraExtraNetworks(loras),
         "count_tokens": count_tokens,
-        "upscalers": {"SD x4": X4Upscaler(ctx)},
+        "upscalers": {"SD x4": X4Upscaler(ctx), "LDSR": LDSRUpscaler(ctx)},
     })
 
 

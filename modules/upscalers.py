@@ -1,6 +1,7 @@
 """Image upscalers by A1111 name, for the Extras tab (`upscaler_1` / `upscaler_2` of
 /sdapi/v1/extra-single-image) and hires fix: "None", "Lanczos", "Nearest" (PIL resampling) and
-"SD x4" (the SD 2 x4 upscaler, modules.upscaler_x4; it needs the x4 checkpoint loaded).
+"SD x4" (the SD 2 x4 upscaler, modules.upscaler_x4; it needs the x4 checkpoint loaded) and "LDSR"
+(latent diffusion super-resolution, modules.ldsr; attached as a service, ctx.services["upscalers"]).
 
     upscale(image, "Lanczos", 1024, 768)
     upscale(image, "SD x4", 2048, 2048, x4_model=model, x4_settings=X4Settings(...))
@@ -27,6 +28,7 @@ UPSCALERS = {u.name: u for u in (
     UpscalerInfo("Lanczos", None),
     UpscalerInfo("Nearest", None),
     UpscalerInfo("SD x4", 4, needs_model=True),
+    UpscalerInfo("LDSR", 4, needs_model=True),
 )}
 RESAMPLE = {"Lanczos": Image.LANCZOS, "Nearest": Image.NEAREST}
 
@@ -65,6 +67,9 @@ def upscale(image: Image.Image, name: Optional[str], width: int, height: int, *,
         raise ValueError(f"target size must be positive, got {width}x{height}")
     if info.name in RESAMPLE:
         return image.resize((int(width), int(height)), RESAMPLE[info.name])
+    if info.name != "SD x4":  # other model upscalers run as services (upscale_with)
+        raise ValueError(f"'{info.name}' needs its model: it runs through the app's upscaler services "
+                         "(Extras, hires fix); pick Lanczos / Nearest here")
     if x4_model is None:
         raise ValueError("'SD x4' needs the SD 2 x4 upscaler checkpoint (x4-upscaler-ema.safetensors with "
                          "x4-upscaling.yaml) in models/Stable-diffusion; put it there, or pick Lanczos / Nearest")

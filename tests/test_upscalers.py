@@ -17,7 +17,7 @@ def checker(w: int, h: int) -> Image.Image:
 
 
 def test_names_are_a1111s():
-    assert upscalers.upscaler_names() == ["None", "Lanczos", "Nearest", "SD x4"]
+    assert upscalers.upscaler_names() == ["None", "Lanczos", "Nearest", "SD x4", "LDSR"]
     with pytest.raises(ValueError, match="unknown upscaler 'ESRGAN'"):
         upscalers.find_upscaler("ESRGAN")
 
