@@ -38,14 +38,15 @@ def missing_message(folder: Path) -> str:
 class LDSRUpscaler:
     """Callable `(image, width, height, **ignored) -> image`; finds, loads and (optionally) caches LDSR."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, fallback_dirs: tuple = (SHIPPED_DIR, DEMO_DIR)):
         self.ctx = ctx
+        self.fallback_dirs = tuple(fallback_dirs)  # searched after the user's folder (the shipped demo)
         self._lock = threading.Lock()
         self._cached: Optional[tuple] = None  # (files, model)
 
     def folders(self) -> list[Path]:
         user = Path(getattr(self.ctx.paths, "ldsr_dir", None) or self.ctx.paths.models_dir / "LDSR")
-        return list(dict.fromkeys([user, SHIPPED_DIR, DEMO_DIR]))
+        return list(dict.fromkeys([user, *self.fallback_dirs]))
 
     def files(self) -> checkpoint.LDSRFiles:
         for folder in self.folders():
@@ -66,13 +67,14 @@ class LDSRUpscaler:
     def model(self):
         files = self.files()
         with self._lock:
-            if self._cached is not None and self._cached[0] == files:
+            cache = bool(self.ctx.opts.ldsr_cached)
+            if cache and self._cached is not None and self._cached[0] == files:
                 return self._cached[1]
             self._cached = None
             device = self.ctx.models.device if self.ctx.models is not None else "cpu"
             log.info("loading LDSR from %s (%s)", files.model, files.config.name)
             model = checkpoint.load_ldsr(files, device=device)
-            if self.ctx.opts.ldsr_cached:
+            if cache:
                 self._cached = (files, model)
             return model
 
