@@ -55,6 +55,7 @@ class VectorQuantizer(nn.Module):
         self.embedding = nn.Embedding(n_e, e_dim)
         nn.init.uniform_(self.embedding.weight, -1.0 / n_e, 1.0 / n_e)  # the original init (training)
 
+    @torch.no_grad()  # argmin has no gradient; no graph through the distances
     def indices(self, z: torch.Tensor) -> torch.Tensor:
         """z [B, e_dim, h, w] -> codebook indices [B*h*w] (b, h, w order), argmin of
         |z|^2 + |e|^2 - 2 z.e as the original (ties: the lowest index)."""
