@@ -164,7 +164,21 @@ def evaluate(model, rows: int = 4, cols: int = 4, steps: int = 100, seed: int = 
 
     truth, low = grid(np.random.default_rng(seed), rows, cols)
     out = super_resolution(model, low, LDSRSettings(steps=steps))
-    return {"ldsr": psnr(out, truth), "bicubic": psnr(low.resize(truth.size, Image.BICUBIC), truth)}
+    bicubic = low.resize(truth.size, Image.BICUBIC)
+    return {"ldsr": psnr(out, truth), "bicubic": psnr(bicubic, truth),
+            "images": {"low-res": low.resize(truth.size, Image.NEAREST), "bicubic": bicubic, "LDSR": out,
+                       "truth": truth}}
+
+
+def figure(images: dict, path: Path, crop: int = 256) -> None:
+    """The top-left crop x crop of each image side by side (low-res, bicubic, LDSR, truth)."""
+    from PIL import Image
+
+    sheet = Image.new("RGB", (crop * len(images), crop))
+    for i, image in enumerate(images.values()):
+        sheet.paste(image.crop((0, 0, crop, crop)), (i * crop, 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path, optimize=True)
 
 
 def stage_eval(args) -> None:
@@ -176,6 +190,8 @@ def stage_eval(args) -> None:
         result = evaluate(model, steps=steps)
         log.info("%d steps: LDSR %.2f dB, bicubic %.2f dB (%.0f s)", steps, result["ldsr"], result["bicubic"],
                  time.monotonic() - t0)
+        if args.figure is not None and steps == args.eval_steps[0]:
+            figure(result["images"], args.figure)
 
 
 def main(argv=None) -> None:
@@ -187,7 +203,8 @@ def main(argv=None) -> None:
     p.add_argument("--vq-steps", type=int, default=VQTraining.steps)
     p.add_argument("--unet-steps", type=int, default=LDSRTraining.steps)
     p.add_argument("--decoder-steps", type=int, default=400)
-    p.add_argument("--eval-steps", type=int, nargs="+", default=[100, 25])
+    p.add_argument("--eval-steps", type=int, nargs="+", default=[100, 20])
+    p.add_argument("--figure", type=Path, default=None, help="eval: write low-res / bicubic / LDSR / truth here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(1)
