@@ -50,6 +50,8 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--vae-dir", type=Path, default=None, help="folder of VAE files (default models/VAE)")
     g.add_argument("--embeddings-dir", type=Path, default=None, help="textual inversion folder (default embeddings/)")
     g.add_argument("--lora-dir", type=Path, default=None, help="LoRA folder (default models/Lora)")
+    g.add_argument("--ldsr-models-path", type=Path, default=None,
+                   help="folder of the LDSR upscaler's model.ckpt + project.yaml (default models/LDSR)")
     g.add_argument("--styles-file", type=Path, default=None, help="styles csv (default styles.csv in the data dir)")
     for folder in ("ESRGAN", "RealESRGAN", "SwinIR", "ScuNET", "DAT", "HAT", "GFPGAN", "Codeformer"):
         g.add_argument(f"--{folder.lower()}-models-path", type=Path, default=None,

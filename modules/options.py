@@ -214,6 +214,8 @@ REGISTRY: dict[str, OptionInfo] = {
                              minimum=0.0, maximum=1.0),
     "face_restoration_unload": _o(False, "Move face restoration model from VRAM into RAM after processing",
                                   "face-restoration"),
+    "ldsr_steps": _o(100, "LDSR processing steps. Lower = faster", "upscaling", minimum=1, maximum=200),
+    "ldsr_cached": _o(False, "Cache LDSR model in memory", "upscaling"),
     # Extensions
     "disabled_extensions": _o([], "Disabled extensions", "extensions"),
     "disable_all_extensions": _o("none", "Disable all extensions", "extensions", choices=("none", "extra", "all")),

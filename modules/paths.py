@@ -20,6 +20,7 @@ class Paths:
     extensions_dir: Path
     extensions_builtin_dir: Path
     styles_file: Path
+    ldsr_dir: Path | None = None  # the LDSR model (model.ckpt + project.yaml); None: models/LDSR
 
     @property
     def config_file(self) -> Path:
@@ -53,6 +54,7 @@ class Paths:
             extensions_dir=data / "extensions",
             extensions_builtin_dir=ROOT / "extensions-builtin",
             styles_file=Path(args.styles_file).resolve() if args.styles_file else data / "styles.csv",
+            ldsr_dir=Path(args.ldsr_models_path).resolve() if getattr(args, "ldsr_models_path", None) else models / "LDSR",
         )
 
     def check_writable(self) -> None:

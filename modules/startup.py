@@ -15,6 +15,7 @@ from modules.embeddings import EmbeddingDatabase
 from modules.face_restoration.service import FaceRestorers
 from modules.ldm.clip_text import shared_tokenizer
 from modules.ldm.config import load_config
+from modules.ldsr.service import LDSRUpscaler
 from modules.lora import LoraDatabase, LoraExtraNetworks
 from modules.models.catalog import CheckpointCatalog, HashCache
 from modules.models.manager import LoadedCheckpoint, ModelManager
@@ -126,6 +127,7 @@ def attach_services(ctx: AppContext) -> None:
     services.model_upscalers = ModelUpscalers(ctx)
     services.model_upscalers.refresh()
     services.face_restorers = FaceRestorers(ctx)
+    services.upscalers.register(LDSRUpscaler(ctx).entry())
 
 
 def attach_engine(ctx: AppContext, preload: bool = True, load_extensions: bool = True,

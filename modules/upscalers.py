@@ -12,7 +12,7 @@ Hires fix's latent upscale modes are not image upscalers: modules.processing.hir
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from PIL import Image
 
@@ -30,6 +30,8 @@ class Upscaler:
     run: Optional[Callable[..., Image.Image]] = None
     model_name: Optional[str] = None
     model_path: Optional[str] = None
+    any_size: bool = False  # run(image, width=, height=, **kw) reaches any size in one call (LDSR pre-resizes)
+    service: Any = None  # the object behind `run` (its settings, what it has loaded), for the front ends
 
     @property
     def needs_model(self) -> bool:
@@ -94,7 +96,9 @@ class UpscalerTable:
             raise ValueError(f"target size must be positive, got {width}x{height}")
         if info.run is None:
             return image.resize((int(width), int(height)), RESAMPLE[info.name])
-        for _ in range(MODEL_PASSES):
+        if info.any_size:
+            image = info.run(image, width=int(width), height=int(height), **kwargs)
+        for _ in range(0 if info.any_size else MODEL_PASSES):
             if image.width >= width and image.height >= height:
                 break
             image = info.run(image, **kwargs)

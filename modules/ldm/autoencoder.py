@@ -28,6 +28,7 @@ class AutoencoderConfig:
     resolution: int = 256  # training resolution, only used to place attn_resolutions
     dropout: float = 0.0
     use_quant_conv: bool = True  # 1x1 quant_conv / post_quant_conv around the latent (SD3's VAE has none)
+    attn_type: str = "vanilla"  # "none": no attention at all, not even in the mid block (vq-f4-noattn)
 
     @property
     def downsampling_factor(self) -> int:
@@ -38,8 +39,9 @@ class AutoencoderConfig:
         """Build from a yaml `first_stage_config.params` dict (embed_dim + ddconfig)."""
         dd = dict(params.get("ddconfig") or {})
         attn_type = dd.get("attn_type", "vanilla")
-        if attn_type not in ("vanilla", "vanilla-xformers"):
-            raise ValueError(f"VAE attn_type={attn_type!r} is not supported (use 'vanilla')")
+        if attn_type not in ("vanilla", "vanilla-xformers", "none"):
+            raise ValueError(f"VAE attn_type={attn_type!r} is not supported (use 'vanilla' or 'none')")
+        dd["attn_type"] = "none" if attn_type == "none" else "vanilla"  # xformers is a kernel, same weights
         names = {f.name for f in fields(cls)}
         cfg = cls(**{k: v for k, v in dd.items() if k in names}, embed_dim=params.get("embed_dim", 4))
         cfg.ch_mult, cfg.attn_resolutions = tuple(cfg.ch_mult), tuple(cfg.attn_resolutions)
@@ -101,6 +103,11 @@ class AttnBlock(nn.Module):
         return x + self.proj_out(out.transpose(2, 3).reshape(b, c, h, w).contiguous(memory_format=_layout(x)))
 
 
+def make_attn(channels: int, cfg: AutoencoderConfig) -> nn.Module:
+    """The original make_attn: attn_type "none" is an Identity (no keys)."""
+    return nn.Identity() if cfg.attn_type == "none" else AttnBlock(channels)
+
+
 class Downsample(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
@@ -129,10 +136,11 @@ class Level(nn.Module):
 
 
 class Mid(nn.Module):
-    def __init__(self, channels: int, dropout: float):
+    def __init__(self, channels: int, cfg: AutoencoderConfig):
         super().__init__()
+        dropout = cfg.dropout
         self.block_1 = ResnetBlock(channels, channels, dropout)
-        self.attn_1 = AttnBlock(channels)
+        self.attn_1 = make_attn(channels, cfg)
         self.block_2 = ResnetBlock(channels, channels, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -159,14 +167,14 @@ class Encoder(nn.Module):
             block_in, block_out = cfg.ch * in_mult[i], cfg.ch * mult
             blocks = [ResnetBlock(block_in if j == 0 else block_out, block_out, cfg.dropout)
                       for j in range(cfg.num_res_blocks)]
-            attns = [AttnBlock(block_out) for _ in blocks] if res in cfg.attn_resolutions else []
+            attns = [make_attn(block_out, cfg) for _ in blocks] if res in cfg.attn_resolutions else []
             level = Level(blocks, attns)
             if i != len(cfg.ch_mult) - 1:
                 level.downsample = Downsample(block_out)
                 res //= 2
             self.down.append(level)
         block_in = cfg.ch * cfg.ch_mult[-1]
-        self.mid = Mid(block_in, cfg.dropout)
+        self.mid = Mid(block_in, cfg)
         self.norm_out = Normalize(block_in)
         self.conv_out = nn.Conv2d(block_in, 2 * cfg.z_channels if cfg.double_z else cfg.z_channels, 3, padding=1)
 
@@ -189,13 +197,13 @@ class Decoder(nn.Module):
         block_in = cfg.ch * cfg.ch_mult[-1]
         res = cfg.resolution // 2 ** (levels - 1)
         self.conv_in = nn.Conv2d(cfg.z_channels, block_in, 3, padding=1)
-        self.mid = Mid(block_in, cfg.dropout)
+        self.mid = Mid(block_in, cfg)
         up = []
         for i in reversed(range(levels)):
             block_out = cfg.ch * cfg.ch_mult[i]
             blocks = [ResnetBlock(block_in if j == 0 else block_out, block_out, cfg.dropout)
                       for j in range(cfg.num_res_blocks + 1)]
-            attns = [AttnBlock(block_out) for _ in blocks] if res in cfg.attn_resolutions else []
+            attns = [make_attn(block_out, cfg) for _ in blocks] if res in cfg.attn_resolutions else []
             level = Level(blocks, attns)
             block_in = block_out
             if i != 0:

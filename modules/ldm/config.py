@@ -15,9 +15,12 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from .attention import AttentionFn, sdpa_attention
 from .autoencoder import AutoencoderConfig, AutoencoderKL
+from .bert_embedder import build_bert_embedder
+from .class_embedder import build_class_embedder, build_identity
 from .clip_text import build_clip_embedder, build_open_clip_embedder
 from .latent_diffusion import (
     DiffusionConfig,
@@ -28,6 +31,7 @@ from .latent_diffusion import (
     LatentUpscaleDiffusion,
 )
 from .unet import UNetConfig, UNetModel
+from .vqgan import VQConfig, VQModel, VQModelInterface
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +46,17 @@ MODEL_TARGETS = {  # model.target -> wrapper class
     "ldm.models.diffusion.ddpm.LatentUpscaleDiffusion": LatentUpscaleDiffusion,
 }
 UNET_TARGETS = {"ldm.modules.diffusionmodules.openaimodel.UNetModel"}
-VAE_TARGETS = {"ldm.models.autoencoder.AutoencoderKL"}
+VAE_TARGETS = {  # first_stage_config.target (or a zoo yaml's model.target) -> (class, config class)
+    "ldm.models.autoencoder.AutoencoderKL": (AutoencoderKL, AutoencoderConfig),
+    "ldm.models.autoencoder.VQModelInterface": (VQModelInterface, VQConfig),  # LDMs: quantize at decode
+    "ldm.models.autoencoder.VQModel": (VQModel, VQConfig),  # the zoo files: quantize at encode
+}
 TEXT_TARGETS = {
     "ldm.modules.encoders.modules.FrozenCLIPEmbedder": build_clip_embedder,
     "ldm.modules.encoders.modules.FrozenOpenCLIPEmbedder": build_open_clip_embedder,
+    "ldm.modules.encoders.modules.ClassEmbedder": build_class_embedder,  # cin256-v2
+    "ldm.modules.encoders.modules.BERTEmbedder": build_bert_embedder,  # txt2img-f8-large (1p4B)
+    "torch.nn.Identity": build_identity,  # LDSR (bsr_sr): the low-res image is the conditioning
 }
 LOW_SCALE_TARGETS = {"ldm.modules.diffusionmodules.upscaling.ImageConcatWithNoiseAugmentation"}
 # depth2img's MiDaS lives in modules/ldm/midas.py: `build_depth_model(params: dict) -> nn.Module`
@@ -113,14 +124,18 @@ def _build_networks(params: dict, attention: AttentionFn) -> dict:
     unet = params.get("unet_config")
     _target(unet, "unet_config", UNET_TARGETS)
     vae = params.get("first_stage_config")
-    _target(vae, "first_stage_config", VAE_TARGETS)
     text = params.get("cond_stage_config")
     text_builder = TEXT_TARGETS[_target(text, "cond_stage_config", TEXT_TARGETS)]
     return {
         "unet": UNetModel(UNetConfig.from_params(unet.get("params") or {}), attention),
-        "first_stage_model": AutoencoderKL(AutoencoderConfig.from_params(vae.get("params") or {})),
+        "first_stage_model": _build_first_stage(vae, "first_stage_config"),
         "cond_stage_model": text_builder(text.get("params")),
     }
+
+
+def _build_first_stage(section: Optional[dict], what: str) -> nn.Module:
+    cls, config_cls = VAE_TARGETS[_target(section, what, VAE_TARGETS)]
+    return cls(config_cls.from_params(section.get("params") or {}))
 
 
 def _build_low_scale_model(section: Optional[dict]) -> ImageConcatWithNoiseAugmentation:
@@ -161,3 +176,13 @@ def build_from_config(config: Union[str, Path, dict, DictConfig], device: Union[
     for net in model.networks():
         net.to(dtype)
     return model.eval().requires_grad_(False)
+
+
+def build_first_stage_from_config(config: Union[str, Path, dict, DictConfig], device: Union[str, torch.device] = "cpu",
+                                  dtype: torch.dtype = torch.float32) -> nn.Module:
+    """A first-stage zoo yaml (model.target VQModel or AutoencoderKL, e.g. vq-f4.yaml) -> the
+    autoencoder alone, eval mode, random-initialised; load its file with drop_training_keys applied."""
+    cfg = load_config(config)
+    with torch.device(torch.device(device)):
+        model = _build_first_stage(cfg["model"], "model")
+    return model.to(dtype).eval().requires_grad_(False)

@@ -39,6 +39,11 @@ class DiffusionConfig:
     def from_params(cls, params: dict) -> "DiffusionConfig":
         names = {f.name for f in fields(cls)}
         cfg = cls(**{k: v for k, v in params.items() if k in names})
+        # the original LatentDiffusion's defaults where a yaml leaves them out (every SD yaml sets
+        # both; the older latent-diffusion ones, such as LDSR's, rely on them)
+        cfg.scale_factor = params.get("scale_factor", 1.0)
+        if params.get("conditioning_key") is None:
+            cfg.conditioning_key = "concat" if params.get("concat_mode", True) else "crossattn"
         if cfg.beta_schedule != "linear":
             raise ValueError(f"beta_schedule={cfg.beta_schedule!r} is not supported (SD uses 'linear')")
         if cfg.parameterization not in ("eps", "v"):
@@ -154,8 +159,11 @@ class LatentDiffusion(nn.Module):
             cond = {"c_concat" if self.conditioning_key == "concat" else "c_crossattn": cond}
         return self.model(x_noisy, t, **cond)
 
-    def get_learned_conditioning(self, prompts: Sequence[str]) -> torch.Tensor:
-        """prompts -> text context [B, 77, C] (no emphasis or chunking: see modules.conditioning)."""
+    def get_learned_conditioning(self, prompts: Union[Sequence[str], torch.Tensor]) -> torch.Tensor:
+        """prompts -> text context [B, 77, C] (no emphasis or chunking: see modules.conditioning);
+        class labels -> [B, 1, C] (cin256); a tensor (LDSR's low-res image) goes through unchanged."""
+        if isinstance(prompts, torch.Tensor):
+            return self.cond_stage_model.encode(prompts)
         return self.cond_stage_model.encode(list(prompts))
 
     def encode_first_stage(self, x: torch.Tensor) -> DiagonalGaussianDistribution:
@@ -173,9 +181,13 @@ class LatentDiffusion(nn.Module):
             raise ValueError(f"expected a posterior or a tensor, got {type(encoder_posterior).__name__}")
         return self.scale_factor * z
 
-    def decode_first_stage(self, z: torch.Tensor) -> torch.Tensor:
-        """scaled latent [B, 4, h, w] -> image [B, 3, h*f, w*f], about [-1, 1]."""
-        return self.first_stage_model.decode((z / self.scale_factor).to(self._vae_dtype()))
+    def decode_first_stage(self, z: torch.Tensor, force_not_quantize: bool = False) -> torch.Tensor:
+        """scaled latent [B, 4, h, w] -> image [B, 3, h*f, w*f], about [-1, 1]. A VQ first stage
+        (VQModelInterface) snaps the latent to its codebook first unless force_not_quantize."""
+        z = (z / self.scale_factor).to(self._vae_dtype())
+        if force_not_quantize:
+            return self.first_stage_model.decode(z, force_not_quantize=True)
+        return self.first_stage_model.decode(z)
 
     def _vae_dtype(self) -> torch.dtype:
         return self.first_stage_model.post_quant_conv.weight.dtype

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import AttentionFn, CrossAttention, SpatialTransformer, sdpa_attention
+from .attention_block import AttentionBlock
 from .clip_text import embedding
 from .conv import Conv2d
 
@@ -38,6 +39,7 @@ class UNetConfig:
     disable_self_attentions: Optional[Sequence[bool]] = None  # per level: attn1 attends to context (x4)
     disable_middle_self_attn: bool = False  # same for the middle block
     legacy: bool = False  # original quirk for head size; same result for every official config
+    use_spatial_transformer: bool = True  # False (pre-SD LDMs, e.g. LDSR): plain self-attention blocks
     # accepted from the yaml, no effect here: checkpointing is a training trick and the
     # dtype comes from the weights (use_fp16 in the v2 yaml is ignored by every inference UI)
     use_checkpoint: bool = False
@@ -52,13 +54,14 @@ class UNetConfig:
         _check_supported(params)
         names = {f.name for f in fields(cls)}
         cfg = cls(**{k: v for k, v in params.items() if k in names})
+        cfg.use_spatial_transformer = bool(params.get("use_spatial_transformer", False))  # the original default
         cfg.channel_mult = tuple(cfg.channel_mult)
         cfg.attention_resolutions = tuple(cfg.attention_resolutions)
         return cfg
 
 
 _UNSUPPORTED = {  # option: value the official configs use (anything else is another architecture)
-    "use_spatial_transformer": True, "use_scale_shift_norm": False, "resblock_updown": False,
+    "use_scale_shift_norm": False, "resblock_updown": False,
     "dims": 2, "n_embed": None, "use_new_attention_order": False, "num_attention_blocks": None,
 }
 
@@ -169,7 +172,9 @@ class UNetModel(nn.Module):
         time_embed_dim = cfg.model_channels * 4
         self.num_classes = cfg.num_classes
 
-        def transformer(ch: int, level_depth: int, disable_self_attn: bool) -> SpatialTransformer:
+        def transformer(ch: int, level_depth: int, disable_self_attn: bool) -> nn.Module:
+            if not cfg.use_spatial_transformer:
+                return AttentionBlock(ch, cfg.num_heads, cfg.num_head_channels)
             if cfg.num_head_channels == -1:
                 heads, dim_head = cfg.num_heads, ch // cfg.num_heads
             else:
