@@ -95,6 +95,10 @@ def _apply_clip_skip(p, value) -> None:
     p.override_settings = {**p.override_settings, "CLIP_stop_at_last_layers": int(value)}
 
 
+def _apply_shift(p, value) -> None:
+    p.override_settings = {**p.override_settings, "flow_shift": float(value)}
+
+
 def _apply_checkpoint(p, value) -> None:
     models = shared.models
     loaded = models.load(value)
@@ -147,6 +151,9 @@ AXES = [
     Axis("Size", _strings(_size), _apply_size, lambda v: f"{v[0]}x{v[1]}"),
     Axis("Denoising", lambda t: parse_numbers(t, float), _set("denoising_strength")),
     Axis("Clip skip", lambda t: parse_numbers(t, int), _apply_clip_skip),
+    # SD3 / SD3.5 (rectified flow): skip-layer guidance scale, and the schedule's shift (0 = the model's)
+    Axis("SLG scale", lambda t: parse_numbers(t, float), _set("slg_scale")),
+    Axis("Shift", lambda t: parse_numbers(t, float), _apply_shift),
 ]
 
 

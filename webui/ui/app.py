@@ -7,7 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 from modules.context import AppContext
-from webui.ui import img2img, png_info, settings, top_bar, txt2img
+from webui.ui import img2img, png_info, settings, tab_common, top_bar, txt2img
 from webui.ui.ui_state import UiState
 
 
@@ -38,6 +38,7 @@ def create_ui(ctx: AppContext) -> gr.Blocks:
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
                 ui.extensions_tab(ctx)
         ui.wire_send_to(tabs, tab_set)
+        tab_common.wire_model_defaults(ui, status, [tabs["txt2img"], tabs["img2img"]])
         # the model loads in the background at start: each page load shows what is loaded now
         demo.load(lambda: top_bar.model_status(ctx), outputs=status, api_visibility="private", queue=False)
     return demo
