@@ -211,8 +211,9 @@ def to_request(params: dict) -> tuple[dict, dict]:
                 continue
             if value is not None:
                 out[name] = value
-    if "Hires upscale" in params or "Hires resize-1" in params or "Hires upscaler" in params:
-        fields["enable_hr"] = True  # A1111's paste rule for the hires checkbox
+    hires = "Hires upscale" in params or "Hires resize-1" in params or "Hires upscaler" in params
+    if hires and "Denoising strength" in params:
+        fields["enable_hr"] = True  # A1111's paste rule for the hires checkbox ("Hires resize-1" is a default)
     return fields, settings
 
 
