@@ -361,3 +361,40 @@ def test_api_refuses_what_an_sd3_model_cannot_do_with_the_reason(client):
     assert r.status_code == 422 and "slg_end" in r.text
     r = client.post(f"{API}/txt2img", json={**SMALL, "prompt": "<lora:nothing:1> a red circle"})
     assert r.status_code == 200  # a LoRA tag is reported, never a crash
+
+
+def test_xyz_plot_axes_for_sd3(tmp_path):
+    """The X/Y/Z plot over the SLG scale and the shift, with a sampler axis, on an SD3 checkpoint."""
+    from modules import startup
+    from modules.plugins.manager import load_extensions
+    from modules.processing import objects as pt
+    from tests.api_support import make_context
+    from tests.tiny_sd3 import write_checkpoint
+    from webui.ui import scripts_ui
+
+    write_checkpoint(tmp_path / "models" / "Stable-diffusion" / "tiny-sd3.safetensors", make_tiny_sd3(seed=3),
+                     ("clip_l", "clip_g"))
+    ctx = make_context(tmp_path)
+    ctx.opts.set("samples_save", False)
+    load_extensions(ctx)
+    scripts_ui.attach(ctx)
+    runner = ctx.services.scripts.runner(False)
+    script = next(s for s in runner.selectable_scripts if s.title() == "X/Y/Z plot")
+    args = runner.default_script_args()
+    args[0] = runner.selectable_scripts.index(script) + 1
+    for offset, value in enumerate(["SLG scale", "0, 3", "Shift", "0, 1.5", "Sampler", "Euler, DPM++ 2M SDE"]):
+        args[script.args_from + offset] = value
+    args[script.args_from + 7] = True  # include lone images
+
+    def job():
+        p = pt.StableDiffusionProcessingTxt2Img(prompt="a red circle", width=32, height=32, seed=1, steps=4,
+                                                slg_layers="1", slg_start=0.0, slg_end=1.0)
+        p.sd_model = startup.current_model(ctx).model
+        p.env = pt.ProcessingEnv.from_context(ctx)
+        return p
+
+    processed = runner.run(job(), *args)
+    cells, texts = processed.images[-8:], processed.infotexts[-8:]
+    assert len(cells) == 8 and len({c.tobytes() for c in cells}) == 8
+    assert "SLG" not in texts[0] and "SLG scale: 3.0" in texts[1] and "Shift: 1.5" in texts[2]
+    assert "Sampler: DPM++ 2M SDE" in texts[7] and "Shift: 1.5" in texts[7] and "SLG scale: 3.0" in texts[7]
