@@ -349,7 +349,6 @@ def test_api_lists_the_family_and_generates_with_an_sd3_checkpoint(client):
 
 
 def test_api_refuses_what_an_sd3_model_cannot_do_with_the_reason(client):
-    from tests.api_support import png_b64
 
     r = client.post(f"{API}/txt2img", json={**SMALL, "sampler_name": "DPM adaptive"})
     assert r.status_code == 422 and "not available for SD3" in r.text
