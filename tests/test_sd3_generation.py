@@ -303,23 +303,31 @@ def test_family_defaults_for_the_ui(tmp_path, sd3):
 # --- through the HTTP API, unchanged ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
-
+def sd3_ctx(tmp_path_factory):
+    """An app context over a data dir with a tiny SD3 checkpoint (CLIP-L/G in the file) and a tiny v1 one."""
     from modules import startup
-    from tests.api_support import make_context
+    from tests.api_support import make_context, write_tiny_checkpoint
     from tests.tiny_sd3 import write_checkpoint
-    from webui.api import routes
 
     root = tmp_path_factory.mktemp("sd3-api")
     write_checkpoint(root / "models" / "Stable-diffusion" / "tiny-sd3.safetensors", make_tiny_sd3(seed=3),
                      ("clip_l", "clip_g"))
+    write_tiny_checkpoint(root / "models" / "Stable-diffusion", "tiny-v1", "tiny-v1", seed=1)
     ctx = make_context(root)
     startup.attach_services(ctx)
     ctx.opts.set("sd_model_checkpoint", "tiny-sd3.safetensors")
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def client(sd3_ctx):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from webui.api import routes
+
     app = FastAPI()
-    routes.install(app, ctx)
+    routes.install(app, sd3_ctx)
     return TestClient(app, raise_server_exceptions=False)
 
 
@@ -362,6 +370,7 @@ def test_api_refuses_what_an_sd3_model_cannot_do_with_the_reason(client):
     assert r.status_code == 200  # a LoRA tag is reported, never a crash
 
 
+@pytest.mark.slow  # loads the extensions: about 9 s
 def test_xyz_plot_axes_for_sd3(tmp_path):
     """The X/Y/Z plot over the SLG scale and the shift, with a sampler axis, on an SD3 checkpoint."""
     from modules import startup
@@ -397,3 +406,43 @@ def test_xyz_plot_axes_for_sd3(tmp_path):
     assert len(cells) == 8 and len({c.tobytes() for c in cells}) == 8
     assert "SLG" not in texts[0] and "SLG scale: 3.0" in texts[1] and "Shift: 1.5" in texts[2]
     assert "Sampler: DPM++ 2M SDE" in texts[7] and "Shift: 1.5" in texts[7] and "SLG scale: 3.0" in texts[7]
+
+
+def test_nv_and_cpu_noise_sources_on_16_channel_latents(sd3):
+    nv = txt2img(sd3, override_settings={"randn_source": "NV"})
+    assert nv.images[0].tobytes() == txt2img(sd3, override_settings={"randn_source": "NV"}).images[0].tobytes()
+    cpu = txt2img(sd3, override_settings={"randn_source": "CPU"})
+    assert nv.images[0].tobytes() != cpu.images[0].tobytes() and "RNG: NV" in nv.infotexts[0]
+
+
+def test_depth2img_with_an_sd3_model_says_it_needs_the_sd2_depth_model(sd3_ctx):
+    from modules.errors import RequestError
+    from modules.generation import GenerationRequest, run
+
+    sd3_ctx.models.load("tiny-sd3.safetensors")
+    with pytest.raises(RequestError, match="depth2img needs a depth model .* the loaded checkpoint is SD3"):
+        run(sd3_ctx, GenerationRequest("depth2img", {"image": picture(7), "steps": 2}))
+
+
+def test_the_tabs_take_the_family_defaults_when_the_model_changes(sd3_ctx):
+    """UiState.family_updates (what the status line's change event runs): v1 -> SD3 gives the SD3
+    family's size, size step, sampler list and the skip-layer accordion; the same family again: nothing."""
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from webui.ui.ui_state import UiState
+
+    sd3_ctx.models.load("tiny-v1.safetensors")
+    ui = UiState.from_context(sd3_ctx)
+    assert ui.defaults.family == "v1-inference" and not ui.defaults.flow
+    keys = ["sampler", "scheduler", "steps", "width", "height", "cfg_scale", "slg", "hr_sampler"]
+    tab = SimpleNamespace(family_widgets={k: None for k in keys})
+    assert all(u is gr.skip() or u == gr.skip() for u in ui.family_updates("v1-inference", [tab]))
+    sd3_ctx.models.load("tiny-sd3.safetensors")
+    family, *updates = ui.family_updates("v1-inference", [tab])
+    by_key = dict(zip(keys, updates, strict=True))
+    assert family == "sd3" and by_key["width"]["value"] == 1024 and by_key["width"]["step"] == 16
+    assert by_key["slg"]["visible"] is True and "DPM fast" not in by_key["sampler"]["choices"]
+    assert (by_key["steps"]["value"], by_key["cfg_scale"]["value"], by_key["sampler"]["value"]) == (28, 5.0, "Euler")
+    assert "Align Your Steps" not in by_key["scheduler"]["choices"]
