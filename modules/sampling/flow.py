@@ -20,22 +20,26 @@ shifted sigma of the shifted 0.001).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 
-from modules.models.family import Schedule
+from modules.models.family import ModelFamily
 
 
 class FlowDenoiser:
     """`(x, sigma, **kwargs) -> denoised` for a model whose `apply_model(x, t, cond, ...)` returns the
-    flow velocity at t = 1000 * sigma. kwargs (cond, skip_layers) go to apply_model."""
+    flow velocity at t = 1000 * sigma (the family's `denoised`); kwargs (cond, skip_layers) go to
+    apply_model. shift: the schedule's shift instead of the family's."""
 
     prediction = "flow"
 
-    def __init__(self, model, schedule: Schedule):
-        if schedule.kind != "flow":
-            raise ValueError(f"FlowDenoiser needs a flow schedule, got {schedule.kind!r}")
+    def __init__(self, model, family: ModelFamily, shift: float | None = None):
+        if family.prediction != "flow" or family.schedule.kind != "flow":
+            raise ValueError(f"FlowDenoiser needs a flow model family, got {family.name} ({family.prediction})")
         self.inner_model = model
+        self.family = family
+        schedule = family.schedule if not shift else replace(family.schedule, shift=float(shift))
         self.schedule = schedule
         self.shift = schedule.shift
         self.sigmas = schedule.table()  # ascending: sigma(1/1000) .. sigma(1) = 1
@@ -68,7 +72,7 @@ class FlowDenoiser:
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs) -> torch.Tensor:
         v = self.inner_model.apply_model(x, self.sigma_to_t(sigma).to(x.device), **kwargs)
-        return x - sigma.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1))) * v.to(x)
+        return self.family.denoised(x, sigma.to(x.device), v.to(x))
 
     forward = __call__
 

@@ -3,6 +3,8 @@
 A sampler is a k-diffusion function `sample_x(model, x, sigmas, extra_args, callback, disable, ...)`
 (plus DDIM and LCM written the same way in sampling.functions). `model` is any callable
 `(x, sigma, **extra_args) -> denoised`: usually a CFGDenoiser around `make_denoiser(ldm)`.
+Rectified-flow models (SD3) run the same table through `for_family`: their denoiser is
+sampling.flow.FlowDenoiser, and samplers that add noise run their flow forms (sampling.flow_samplers).
 
 txt2img:  sigmas = get_sigmas(info, steps, denoiser, scheduler)
           latent = sample(cfg, noise, sigmas, info, extra_args=..., noise_sampler=...)
@@ -146,10 +148,7 @@ def make_denoiser(model, quantize: bool = False, shift: float | None = None):
     FlowDenoiser (flow) over the family's shifted schedule (`shift` overrides the family's)."""
     parameterization = getattr(model, "parameterization", "eps")
     if parameterization == "flow":
-        schedule = model_family.of_model(model).schedule
-        if schedule.kind != "flow":
-            raise ValueError("a flow model needs its family's flow schedule (model.family)")
-        return FlowDenoiser(model, schedule if not shift else replace(schedule, shift=float(shift)))
+        return FlowDenoiser(model, model_family.of_model(model), shift)
     if parameterization == "v":
         return k_external.CompVisVDenoiser(model, quantize=quantize)
     if parameterization == "eps":
