@@ -273,3 +273,25 @@ def tiny_sd3_denoiser():
     encoder = SD3PromptEncoder(model)
     return samplers.make_denoiser(model), encoder.multicond(["a red circle"], 6), encoder.scheduled([""], 6)
 
+
+
+def test_ddim_cfgpp_flow_form_is_euler_without_cfg_and_takes_the_noise_from_the_uncond():
+    from modules.sampling import flow_samplers
+
+    model = FlowGaussianDataModel(MU, S)
+    den = plain(samplers.make_denoiser(model))
+    info = samplers.for_family(samplers.find_sampler("Euler"), model.family)
+    sigmas = samplers.get_sigmas(info, 8, samplers.make_denoiser(model))
+    x = torch.randn(1, 4, 8, 8)
+    euler = samplers.run_sampler(den, x, sigmas, info)
+    assert torch.allclose(flow_samplers.sample_ddim_cfgpp_rf(den, x, sigmas, disable=True), euler, atol=1e-5)
+
+    def guided(x, sigma):  # a "guided" prediction 0.2 above the unconditional one
+        guided.last_uncond = den(x, sigma)
+        return guided.last_uncond + 0.2
+
+    one = flow_samplers.sample_ddim_cfgpp_rf(guided, x, sigmas[-2:], disable=True)
+    assert torch.allclose(one, guided.last_uncond + 0.2, atol=1e-6)  # the last step lands on the guided x0
+    step = flow_samplers.sample_ddim_cfgpp_rf(guided, x, torch.tensor([1.0, 0.5]), disable=True)
+    d_u = den(x, torch.ones(1))
+    assert torch.allclose(step, 0.5 * (d_u + 0.2) + 0.5 * x, atol=1e-5)  # eps from sigma 1 is x itself

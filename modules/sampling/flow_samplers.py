@@ -220,3 +220,26 @@ def sample_dpmpp_sde_rf(model, x, sigmas, extra_args=None, callback=None, disabl
         fac = 1 / (2 * r)
         x = to_level(x, sigmas[i], sigma_next, (1 - fac) * denoised + fac * denoised_2)
     return x
+
+
+@torch.no_grad()
+def sample_ddim_cfgpp_rf(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=0.0, s_noise=1.0,
+                         noise_sampler=None):
+    """DDIM CFG++ (Chung et al. 2024, Algorithm 1) on a flow path: the guided prediction D gives x0, the
+    unconditional one D_u the noise, eps = (x - (1 - sigma) D_u) / sigma, and x_down = (1 - sigma_down) D
+    + sigma_down eps (then flow re-noising with eta). Without CFG (no `model.last_uncond`) it is Euler."""
+    extra_args = {} if extra_args is None else extra_args
+    noise_sampler = default_noise_sampler(x) if noise_sampler is None else noise_sampler
+    s_in = x.new_ones([x.shape[0]])
+    for i in trange(len(sigmas) - 1, disable=disable):
+        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        uncond = getattr(model, "last_uncond", None)
+        uncond = denoised if uncond is None else uncond
+        if callback is not None:
+            callback({"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": denoised})
+        sigma_down, scale, noise_std = ancestral_step(sigmas[i], sigmas[i + 1], eta)
+        eps = (x - (1 - sigmas[i]) * uncond) / sigmas[i]
+        x = (1 - sigma_down) * denoised + sigma_down * eps
+        if noise_std > 0:
+            x = scale * x + noise_sampler(sigmas[i], sigmas[i + 1]) * (s_noise * noise_std)
+    return x
