@@ -35,6 +35,11 @@ class ModelDefaults:
     schedulers: tuple[str, ...]  # the schedule type labels this family can use
     flow: bool  # a rectified-flow family: skip-layer guidance and the shift setting apply
 
+    @property
+    def key(self) -> str:
+        """What tells two checkpoints' defaults apart (the v1 demo and SD 1.5 share a family, not a size)."""
+        return f"{self.family} {self.width}x{self.height}"
+
 
 def schedulers_for(family: model_family.ModelFamily | None) -> list[str]:
     flow = family is not None and family.prediction == "flow"

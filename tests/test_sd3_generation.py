@@ -438,11 +438,12 @@ def test_the_tabs_take_the_family_defaults_when_the_model_changes(sd3_ctx):
     assert ui.defaults.family == "v1-inference" and not ui.defaults.flow
     keys = ["sampler", "scheduler", "steps", "width", "height", "cfg_scale", "slg", "hr_sampler"]
     tab = SimpleNamespace(family_widgets={k: None for k in keys})
-    assert all(u is gr.skip() or u == gr.skip() for u in ui.family_updates("v1-inference", [tab]))
+    v1_key = ui.defaults.key
+    assert all(u == gr.skip() for u in ui.family_updates(v1_key, [tab]))
     sd3_ctx.models.load("tiny-sd3.safetensors")
-    family, *updates = ui.family_updates("v1-inference", [tab])
+    key, *updates = ui.family_updates(v1_key, [tab])
     by_key = dict(zip(keys, updates, strict=True))
-    assert family == "sd3" and by_key["width"]["value"] == 1024 and by_key["width"]["step"] == 16
+    assert key == "sd3 1024x1024" and by_key["width"]["value"] == 1024 and by_key["width"]["step"] == 16
     assert by_key["slg"]["visible"] is True and "DPM fast" not in by_key["sampler"]["choices"]
     assert (by_key["steps"]["value"], by_key["cfg_scale"]["value"], by_key["sampler"]["value"]) == (28, 5.0, "Euler")
     assert "Align Your Steps" not in by_key["scheduler"]["choices"]

@@ -52,7 +52,7 @@ def wire_model_defaults(ui, status, tabs: list[GenerationTab]) -> None:
     """When the model status changes (a checkpoint switch from the top bar or a checkpoint card, the
     model loaded at start), the tabs take the new model family's defaults (size, steps, CFG, sampler
     and the lists a flow model can use); a switch within the family keeps the user's values."""
-    family = gr.State(ui.defaults.family if ui.defaults else None)
+    family = gr.State(ui.defaults.key if ui.defaults else None)
     outputs = [family] + [c for tab in tabs for c in tab.family_widgets.values()]
     status.change(lambda previous: ui.family_updates(previous, tabs), inputs=family, outputs=outputs,
                   api_visibility="private", show_progress="hidden")

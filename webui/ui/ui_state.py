@@ -60,10 +60,10 @@ class UiState:
 
     def family_updates(self, previous: str | None, tabs: list) -> list:
         """When the loaded model's family changed: its defaults for every tab's family widgets (see
-        GenerationTab.family_widgets and app.create_ui); the family name first. Unchanged: nothing."""
+        GenerationTab.family_widgets and app.create_ui); the defaults' key first. Unchanged: nothing."""
         count = 1 + sum(len(tab.family_widgets) for tab in tabs)
         d = startup.generation_defaults(self.ctx)
-        if d.family == previous:
+        if d.key == previous:
             return [gr.skip()] * count
         self.defaults = d
         updates = {"sampler": gr.update(choices=list(d.samplers), value=d.sampler),
@@ -72,7 +72,7 @@ class UiState:
                    "height": gr.update(value=d.height, step=d.size_step), "cfg_scale": gr.update(value=d.cfg_scale),
                    "slg": gr.update(visible=d.flow),
                    "hr_sampler": gr.update(choices=["Use same sampler", *d.samplers], value="Use same sampler")}
-        return [d.family] + [updates[key] for tab in tabs for key in tab.family_widgets]
+        return [d.key] + [updates[key] for tab in tabs for key in tab.family_widgets]
 
     # -- lists -----------------------------------------------------------------------------------
     def checkpoint_titles(self) -> list[str]:
