@@ -95,8 +95,11 @@ def _apply_clip_skip(p, value) -> None:
     p.override_settings = {**p.override_settings, "CLIP_stop_at_last_layers": int(value)}
 
 
-def _apply_shift(p, value) -> None:
-    p.override_settings = {**p.override_settings, "flow_shift": float(value)}
+def _override(key: str, convert: Callable) -> Callable[[Any, Any], None]:
+    """A setting changed for the cell's job (as A1111's apply_override)."""
+    def apply(p, value) -> None:
+        p.override_settings = {**p.override_settings, key: convert(value)}
+    return apply
 
 
 def _apply_checkpoint(p, value) -> None:
@@ -151,9 +154,13 @@ AXES = [
     Axis("Size", _strings(_size), _apply_size, lambda v: f"{v[0]}x{v[1]}"),
     Axis("Denoising", lambda t: parse_numbers(t, float), _set("denoising_strength")),
     Axis("Clip skip", lambda t: parse_numbers(t, int), _apply_clip_skip),
+    Axis("Negative Guidance minimum sigma", lambda t: parse_numbers(t, float), _set("s_min_uncond")),
+    Axis("UniPC Order", lambda t: parse_numbers(t, int), _override("uni_pc_order", int)),
+    Axis("Token merging ratio", lambda t: parse_numbers(t, float), _set("token_merging_ratio")),
+    Axis("Token merging ratio high-res", lambda t: parse_numbers(t, float), _set("token_merging_ratio_hr")),
     # SD3 / SD3.5 (rectified flow): skip-layer guidance scale, and the schedule's shift (0 = the model's)
     Axis("SLG scale", lambda t: parse_numbers(t, float), _set("slg_scale")),
-    Axis("Shift", lambda t: parse_numbers(t, float), _apply_shift),
+    Axis("Shift", lambda t: parse_numbers(t, float), _override("flow_shift", float)),
 ]
 
 

@@ -1,7 +1,8 @@
 """Sampler registry over k-diffusion, sigma schedules, and the sampling entry points.
 
 A sampler is a k-diffusion function `sample_x(model, x, sigmas, extra_args, callback, disable, ...)`
-(plus DDIM and LCM written the same way in sampling.functions). `model` is any callable
+(plus DDIM, DDIM CFG++, PLMS, Restart and LCM written the same way in sampling.functions, UniPC in
+sampling.unipc). `model` is any callable
 `(x, sigma, **extra_args) -> denoised`: usually a CFGDenoiser around `make_denoiser(ldm)`.
 Rectified-flow models (SD3) run the same table through `for_family`: their denoiser is
 sampling.flow.FlowDenoiser, and samplers that add noise run their flow forms (sampling.flow_samplers).
@@ -23,7 +24,7 @@ from k_diffusion import external as k_external
 from k_diffusion import sampling as k_sampling
 
 from modules.models import family as model_family
-from modules.sampling import flow_samplers, functions, schedules
+from modules.sampling import flow_samplers, functions, schedules, unipc
 from modules.sampling.cfg_denoiser import SamplingInterrupted
 from modules.sampling.flow import FlowDenoiser, noise_scaling
 from modules.sampling.schedules import SCHEDULERS, Scheduler, build_sigmas, find_scheduler, option_kwargs
@@ -40,10 +41,15 @@ class SamplerInfo:
     brownian_noise: bool = False  # SDE samplers: noise from a per-image seeded Brownian tree
     uses_ensd: bool = False  # stochastic: eta noise seed delta changes the image
     eta_default: float = 1.0  # A1111's "eta (ancestral)" option; DDIM uses "eta (DDIM)" = 0
+    eta_option: str = "eta_ancestral"  # the setting eta comes from when the request has none
     fixed_options: dict = field(default_factory=dict)  # e.g. solver_type for "DPM++ 2M SDE Heun"
-    # Rectified-flow models (SD3): deterministic samplers solve their ODE unchanged (sampling/flow.py);
-    # samplers that add noise run `flow_function`, their flow form; `not_for_flow` says why a sampler
-    # is not offered for flow models ("" = it is).
+    settings: tuple[tuple[str, str], ...] = ()  # (keyword, setting): sampler options read from settings
+    automatic: Callable | None = None  # opts -> Scheduler: "Automatic" decided by a setting (UniPC)
+    cfg_pp: bool = False  # CFG++: the sampler reads the CFG denoiser's unconditional prediction
+    # Every sampler here works on k-diffusion's x = x0 + sigma * eps (eps and v models, through
+    # make_denoiser). Rectified-flow models (SD3): deterministic samplers solve their ODE unchanged
+    # (sampling/flow.py); samplers that add noise run `flow_function`, their flow form; `not_for_flow`
+    # says why a sampler is not offered for flow models ("" = it is). See for_family.
     flow_function: Callable | None = None
     not_for_flow: str = ""
 
@@ -71,6 +77,8 @@ def _no_churn(function: Callable) -> Callable:
 
 VE_NOISE = ("its noise is variance-exploding (x0 + sigma * noise) and it has no rectified-flow form here: "
             "use Euler a, DPM++ 2M SDE or a deterministic sampler")
+RESTART_NOT_FLOW = ("its restarts (from sigma 0.1 back up to sigma 2, with x0 + sigma * noise) are defined on SD's "
+                    "variance-exploding noise levels; a flow model's lie in (0, 1]: use Heun or DPM++ 2M")
 
 
 SAMPLERS: tuple[SamplerInfo, ...] = (
@@ -98,8 +106,16 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
        flow_function=flow_samplers.sample_dpm_2_ancestral_rf),
     _k("DPM fast", "sample_dpm_fast", ["k_dpm_fast"], uses_ensd=True, not_for_flow=VE_NOISE),
     _k("DPM adaptive", "sample_dpm_adaptive", ["k_dpm_ad"], uses_ensd=True, not_for_flow=VE_NOISE),
+    SamplerInfo("Restart", functions.sample_restart, ("restart",), scheduler="karras", second_order=True,
+                not_for_flow=RESTART_NOT_FLOW),
     SamplerInfo("DDIM", functions.sample_ddim, ("ddim",), scheduler="ddim", eta_default=0.0,
-                uses_ensd=True, flow_function=flow_samplers.sample_ddim_rf),
+                eta_option="eta_ddim", uses_ensd=True, flow_function=flow_samplers.sample_ddim_rf),
+    SamplerInfo("DDIM CFG++", functions.sample_ddim_cfgpp, ("ddim_cfgpp",), scheduler="ddim", eta_default=0.0,
+                eta_option="eta_ddim", uses_ensd=True, cfg_pp=True, flow_function=flow_samplers.sample_ddim_cfgpp_rf),
+    SamplerInfo("PLMS", functions.sample_plms, ("plms",), scheduler="ddim"),
+    SamplerInfo("UniPC", unipc.sample_unipc, ("unipc",), automatic=unipc.automatic_scheduler,
+                settings=(("variant", "uni_pc_variant"), ("order", "uni_pc_order"),
+                          ("lower_order_final", "uni_pc_lower_order_final"))),
     SamplerInfo("LCM", functions.sample_lcm, ("k_lcm", "lcm"), scheduler="sgm_uniform",
                 flow_function=flow_samplers.sample_lcm_rf),
 )
@@ -158,15 +174,15 @@ def make_denoiser(model, quantize: bool = False, shift: float | None = None):
 
 def for_family(info: SamplerInfo, family: model_family.ModelFamily) -> SamplerInfo:
     """The sampler as it runs for a model family. Flow models: its rectified-flow form, and
-    "Automatic" meaning the family's own schedule type; a ValueError (with the reason) for a sampler
-    that has no flow form."""
+    "Automatic" meaning the family's own schedule type (also for UniPC, whose skip types are VP
+    time grids); a ValueError (with the reason) for a sampler that has no flow form."""
     if family.prediction != "flow":
         return info
     if info.not_for_flow:
         raise ValueError(f"the {info.name} sampler is not available for {family.title} (a rectified-flow "
                          f"model): {info.not_for_flow}")
     return replace(info, function=info.flow_function or info.function,
-                   scheduler=find_scheduler(family.defaults.scheduler).name)
+                   scheduler=find_scheduler(family.defaults.scheduler).name, automatic=None)
 
 
 def available(family: model_family.ModelFamily | None) -> list[SamplerInfo]:
@@ -176,10 +192,13 @@ def available(family: model_family.ModelFamily | None) -> list[SamplerInfo]:
     return [s for s in SAMPLERS if not s.not_for_flow]
 
 
-def concrete_scheduler(info: SamplerInfo, scheduler: str | Scheduler | None) -> Scheduler:
-    """The schedule that runs: "Automatic" is the sampler's own default."""
+def concrete_scheduler(info: SamplerInfo, scheduler: str | Scheduler | None, opts=None) -> Scheduler:
+    """The schedule that runs: "Automatic" is the sampler's own default (for UniPC: its skip-type
+    setting, read from opts)."""
     found = scheduler if isinstance(scheduler, Scheduler) else find_scheduler(scheduler)
-    return find_scheduler(info.scheduler) if found.function is None else found
+    if found.function is not None:
+        return found
+    return info.automatic(opts) if info.automatic is not None else find_scheduler(info.scheduler)
 
 
 def schedule_settings(info: SamplerInfo, scheduler: str | Scheduler | None, opts) -> tuple[dict, dict]:
@@ -187,7 +206,7 @@ def schedule_settings(info: SamplerInfo, scheduler: str | Scheduler | None, opts
     discarding the penultimate sigma), as A1111 records them; opts None: the schedules' defaults."""
     if opts is None:
         return {}, {}
-    kwargs, infotext = option_kwargs(concrete_scheduler(info, scheduler), opts)
+    kwargs, infotext = option_kwargs(concrete_scheduler(info, scheduler, opts), opts)
     if getattr(opts, "always_discard_next_to_last_sigma", False):
         kwargs["always_discard_next_to_last_sigma"] = True
         infotext["Discard penultimate sigma"] = True
@@ -247,6 +266,12 @@ class SamplerOptions:
     s_tmin: float = 0.0
     s_tmax: float = math.inf
     s_noise: float = 1.0
+    extra: dict = field(default_factory=dict)  # keyword options from settings (SamplerInfo.settings)
+
+
+def options_from_settings(info: SamplerInfo, opts) -> dict:
+    """The sampler's own options from the app settings (UniPC's variant, order...)."""
+    return {kwarg: getattr(opts, key) for kwarg, key in info.settings if hasattr(opts, key)}
 
 
 def sampler_kwargs(info: SamplerInfo, sigmas: torch.Tensor, options: SamplerOptions | None = None,
@@ -267,6 +292,7 @@ def sampler_kwargs(info: SamplerInfo, sigmas: torch.Tensor, options: SamplerOpti
     for name in ("s_churn", "s_tmin", "s_tmax", "s_noise"):
         if name in params:
             kwargs[name] = getattr(options, name)
+    kwargs.update({k: v for k, v in options.extra.items() if k in params})
     if noise_sampler is not None and "noise_sampler" in params:
         kwargs["noise_sampler"] = noise_sampler
     return kwargs
@@ -277,7 +303,7 @@ def infotext_params(info: SamplerInfo, options: SamplerOptions | None) -> dict:
     options = options or SamplerOptions()
     out = {}
     if info.accepts("eta") and options.eta is not None and options.eta != info.eta_default:
-        out["Eta DDIM" if info.name == "DDIM" else "Eta"] = options.eta
+        out["Eta DDIM" if info.eta_option == "eta_ddim" else "Eta"] = options.eta
     if info.accepts("s_churn"):
         defaults = {"s_churn": ("Sigma churn", 0.0), "s_tmin": ("Sigma tmin", 0.0),
                     "s_tmax": ("Sigma tmax", math.inf), "s_noise": ("Sigma noise", 1.0)}

@@ -2,6 +2,7 @@
 counting, scripts, the optional tabs, and "send to" wiring between tabs."""
 from __future__ import annotations
 
+import contextlib
 import html
 import tempfile
 from dataclasses import dataclass, field
@@ -136,6 +137,20 @@ class UiState:
         from webui.ui import extra_networks_ui
         extra_networks_ui.create(self.ctx, tab, self.status)
 
+    @contextlib.contextmanager
+    def building(self, tab: str):
+        """While a generation tab is built, its scripts see its components (A1111's scripts_current:
+        Script.before_component / after_component)."""
+        scripts = self.ctx.services.scripts
+        if scripts is None:
+            yield
+            return
+        scripts.current_runner = scripts.runner(tab == "img2img")
+        try:
+            yield
+        finally:
+            scripts.current_runner = None
+
     def scripts_block(self, tab: str, is_img2img: bool) -> ScriptsBlock:
         runner = self.scripts_runner(is_img2img)
         if runner is None:
@@ -169,5 +184,5 @@ class UiState:
 
     @staticmethod
     def head(ctx: AppContext) -> str:
-        scripts = ctx.services.scripts
-        return scripts.javascript() if scripts is not None else ""
+        from webui.ui import extension_ui
+        return extension_ui.head(ctx)  # A1111's javascript helpers, then the extensions' javascript/
