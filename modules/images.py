@@ -20,8 +20,8 @@ import torch
 from PIL import Image, ImageColor
 
 from modules.image_metadata import encode_image, read_info_from_image, storable_text  # noqa: F401 - re-exported
-from modules.models import family as model_family
 from modules.image_tiles import Grid, combine_grid, split_grid  # noqa: F401 - A1111's names (scripts use them)
+from modules.models import family as model_family
 from modules.processing.objects import ImageSaveParams
 
 INVALID_FILENAME_CHARS = '#<>:"/\\|?*\n\r\t'

@@ -226,13 +226,7 @@ class CFGDenoiser:
                                 image_cond_in)
         if skip_uncond:  # stand-in: each image's first cond prediction, combined with scale 1
             x_out = torch.cat([x_out, x_out[[row[0][0] for row in index]]])
-        skipped = None
-        if self.slg is not None and self.slg.active(float(sigma[0])):
-            image_cond_slg = None if params.image_cond is None else params.image_cond[:n_cond]
-            skipped = self._run_model(params.x[:n_cond], params.sigma[:n_cond],
-                                      cond_schedule.rows(context, slice(0, n_cond)), image_cond_slg,
-                                      skip_layers=self.slg.layers)
-            self.slg_calls += 1
+        skipped = self._skip_layer_pass(params, context, n_cond, float(sigma[0]))
 
         denoised_params = CFGDenoisedParams(x_out, self.sampling_step, self.total_steps, self.inner_model)
         for hook in self.hooks.on_cfg_denoised:
@@ -245,10 +239,9 @@ class CFGDenoiser:
             self.last_uncond = x_out[-batch:]
         scale = 1.0 if skip_uncond else cond_scale * self.cond_scale_multiplier
         denoised = combine_denoised(x_out, index, batch, scale)
-        if skipped is not None:
-            for i, row in enumerate(index):
-                for cond_index, weight in row:
-                    denoised[i] += (x_out[cond_index] - skipped[cond_index]) * (weight * self.slg.scale)
+        if skipped is not None:  # skip-layer guidance: + scale * sum_i w_i (cond_i - cond_i without the layers)
+            denoised += combine_denoised(torch.cat([x_out[:len(skipped)] - skipped, torch.zeros_like(x_out[-batch:])]),
+                                         index, batch, self.slg.scale)
         if self.blend is not None and not self.blend_before:
             denoised = self.blend(denoised)
         after = AfterCFGCallbackParams(denoised, self.sampling_step, self.total_steps)
@@ -276,6 +269,15 @@ class CFGDenoiser:
                 self.infotext["NGMS all steps"] = True
             return True
         return False
+
+    def _skip_layer_pass(self, params: CFGDenoiserParams, context, n_cond: int, sigma: float):
+        """The prompts' rows again without the skip-layer guidance layers, on its steps; else None."""
+        if self.slg is None or not self.slg.active(sigma):
+            return None
+        image_cond = None if params.image_cond is None else params.image_cond[:n_cond]
+        self.slg_calls += 1
+        return self._run_model(params.x[:n_cond], params.sigma[:n_cond], cond_schedule.rows(context, slice(0, n_cond)),
+                               image_cond, skip_layers=self.slg.layers)
 
     def _run_model(self, x, sigma, context, image_cond, **kwargs):
         rows = x.shape[0]
