@@ -100,11 +100,13 @@ def test_shift_override_changes_the_schedule():
 @pytest.mark.parametrize("name,steps,scheduler,tolerance", [
     ("Euler", 100, "Normal", 0.08), ("DDIM", 100, "Normal", 0.08), ("Heun", 30, "Normal", 0.005),
     ("LMS", 30, "Normal", 0.005), ("DPM2", 30, "Normal", 0.05), ("DPM++ 2M", 30, "Karras", 0.01),
-    ("DPM++ 2M", 100, "Normal", 0.04)])
+    ("DPM++ 2M", 100, "Normal", 0.04), ("PLMS", 30, "Normal", 0.01), ("UniPC", 30, "Karras", 0.001),
+    ("DDIM CFG++", 100, "Normal", 0.08)])
 def test_deterministic_samplers_reach_the_ode_solution(name, steps, scheduler, tolerance):
     """From pure noise z every sample lands near mu + s * z, so the data's mean and spread come out.
-    (DPM++ 2M extrapolates the prediction in log sigma; the Normal schedule's last step spans a large
-    log-sigma range, so there it needs more steps than on Karras' - measured 0.35 off at 30 steps.)"""
+    (DPM++ 2M and UniPC extrapolate the prediction in log sigma; the Normal schedule's last step spans a
+    large log-sigma range, so there they need more steps than on Karras' - measured 0.35 and 0.48 off
+    at 30 steps. DDIM CFG++ without CFG is Euler.)"""
     model = FlowGaussianDataModel(MU, S)
     out, noise, sigmas = run(samplers.find_sampler(name), model, steps, scheduler)
     assert float(sigmas[0]) == 1.0
@@ -216,10 +218,13 @@ def test_img2img_starts_from_the_flow_mix_of_image_and_noise():
 def test_samplers_and_schedules_without_a_flow_form_are_refused_with_the_reason():
     sd3 = FAMILIES["sd3.5-medium"]
     names = [s.name for s in samplers.available(sd3)]
-    assert "DPM fast" not in names and "DPM adaptive" not in names and "Euler a" in names
+    assert "DPM fast" not in names and "DPM adaptive" not in names and "Restart" not in names
+    assert {"Euler a", "PLMS", "UniPC", "DDIM CFG++"} <= set(names)
     for name in ("DPM fast", "DPM adaptive"):
         with pytest.raises(ValueError, match="variance-exploding"):
             samplers.resolve_sampler_and_scheduler(name, None, family=sd3)
+    with pytest.raises(ValueError, match="Restart sampler is not available for SD3.5 Medium"):
+        samplers.resolve_sampler_and_scheduler("Restart", None, family=sd3)
     for label in ("Align Your Steps", "DDIM"):
         with pytest.raises(ValueError, match=f"{label} schedule type is not available for SD3.5 Medium"):
             samplers.resolve_sampler_and_scheduler("Euler", label, family=sd3)
@@ -236,6 +241,8 @@ def test_a_flow_model_runs_the_flow_forms_and_automatic_means_its_own_schedule()
     assert samplers.concrete_scheduler(info, scheduler).label == "Normal"
     info, scheduler = samplers.resolve_sampler_and_scheduler("DPM++ 2M", "Karras", family=sd3)
     assert info.function is k_sampling.sample_dpmpp_2m and scheduler.label == "Karras"  # exact for flow, kept
+    unipc, automatic = samplers.resolve_sampler_and_scheduler("UniPC", None, family=sd3)
+    assert samplers.concrete_scheduler(unipc, automatic, None).label == "Normal"  # not its VP skip types
 
 
 def test_sigma_churn_is_refused_for_flow_models():
