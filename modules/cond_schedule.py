@@ -54,13 +54,52 @@ class MultiCond:
         return conds, index
 
 
-def pad_to_same_length(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Equalise (T, C) tensors of different token lengths by repeating each one's last vector,
+# A cond is a (T, C) token tensor (v1/v2), or a dict of tensors for models with more than one input
+# (SD3: {"crossattn": (T, C) context, "vector": (D,) pooled}, A1111's SDXL/SD3 names). Only the token
+# tensor ("crossattn") has a length that may differ between prompts; the helpers below treat both kinds.
+TOKENS = "crossattn"
+
+
+def map_cond(cond, fn):
+    """fn(key, tensor) applied to each tensor of a cond (a plain tensor is the "crossattn" one)."""
+    return {k: fn(k, v) for k, v in cond.items()} if isinstance(cond, dict) else fn(TOKENS, cond)
+
+
+def token_length(cond) -> int:
+    return (cond[TOKENS] if isinstance(cond, dict) else cond).shape[-2]
+
+
+def pad_to_same_length(tensors: list) -> list:
+    """Equalise (T, C) conds of different token lengths by repeating each one's last vector,
     as A1111 does for cond/uncond of different chunk counts (both are multiples of 77)."""
-    longest = max(t.shape[0] for t in tensors)
-    out = []
-    for t in tensors:
-        if t.shape[0] < longest:
-            t = torch.cat([t, t[-1:].expand(longest - t.shape[0], -1)], dim=0)
-        out.append(t)
-    return out
+    longest = max(token_length(t) for t in tensors)
+
+    def pad(key, t):
+        if key != TOKENS or t.shape[0] >= longest:
+            return t
+        return torch.cat([t, t[-1:].expand(longest - t.shape[0], -1)], dim=0)
+
+    return [map_cond(t, pad) for t in tensors]
+
+
+def stack(conds: list):
+    """Per-prompt conds of one length -> a batch ((B, T, C), or a dict of batched tensors)."""
+    if isinstance(conds[0], dict):
+        return {k: torch.stack([c[k] for c in conds]) for k in conds[0]}
+    return torch.stack(conds)
+
+
+def cat(batches: list):
+    """Batches (tensors or dicts of tensors) -> one batch, in order."""
+    if isinstance(batches[0], dict):
+        return {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
+    return torch.cat(batches)
+
+
+def rows(batch, index):
+    """Rows of a batch (a slice or an index list) for tensors and dicts alike."""
+    return map_cond(batch, lambda _k, t: t[index])
+
+
+def batch_size(batch) -> int:
+    return (batch[TOKENS] if isinstance(batch, dict) else batch).shape[0]

@@ -24,6 +24,7 @@ from modules import prompt_parser
 from modules.cond_schedule import MultiCond, ScheduledCond
 from modules.jobs import JobInterrupted
 from modules.lora.tags import parse_extra_networks
+from modules.models import family as model_family
 
 EMPHASIS_MODES = ("Original", "No norm", "Ignore", "None")
 ENCODE_BATCH = 8  # texts per text-encoder call: bounds activation memory for long schedules
@@ -53,7 +54,7 @@ class PromptEncoder:
             return value if value is not None else getattr(opts, key, default) if opts is not None else default
 
         self.model = model
-        self.clip = model.cond_stage_model
+        self.clip = self.chunk_encoder(model)
         self.emphasis = setting(emphasis, "emphasis", "Original")
         if self.emphasis not in EMPHASIS_MODES:
             raise ValueError(f"emphasis {self.emphasis!r} is not one of {', '.join(EMPHASIS_MODES)}")
@@ -69,6 +70,11 @@ class PromptEncoder:
         self._lines: dict[str, tuple[list[PromptChunk], int]] = {}
         self._schedules: dict[tuple, ScheduledCond] = {}
         self.interrupt = None  # the job (anything with .interrupted): checked between chunks
+
+    @staticmethod
+    def chunk_encoder(model):
+        """The CLIP text encoder whose tokenizer and length the prompt is chunked for."""
+        return model.cond_stage_model
 
     # ---- tokens -> chunks -------------------------------------------------------------------
 
@@ -242,9 +248,14 @@ class _ChunkBuilder:
 
 
 def make_conditioner(embeddings=None):
-    """The `conditioner` service for processing: `(model, opts) -> PromptEncoder` for one job."""
+    """The `conditioner` service for processing: `(model, opts) -> PromptEncoder` for one job, the
+    encoder for the model family's conditioning (v1/v2: a tensor; SD3: context + pooled vector)."""
+    from modules.conditioning_sd3 import SD3PromptEncoder  # it builds on this module
+
+    encoders = {"crossattn": PromptEncoder, "crossattn+vector": SD3PromptEncoder}
+
     def conditioner(model, opts=None) -> PromptEncoder:
-        return PromptEncoder(model, opts, embeddings=embeddings)
+        return encoders[model_family.of_model(model).conditioning](model, opts, embeddings=embeddings)
     return conditioner
 
 

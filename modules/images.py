@@ -21,6 +21,7 @@ from PIL import Image, ImageColor
 
 from modules.image_metadata import encode_image, read_info_from_image, storable_text  # noqa: F401 - re-exported
 from modules.image_tiles import Grid, combine_grid, split_grid  # noqa: F401 - A1111's names (scripts use them)
+from modules.models import family as model_family
 from modules.processing.objects import ImageSaveParams
 
 INVALID_FILENAME_CHARS = '#<>:"/\\|?*\n\r\t'
@@ -330,8 +331,9 @@ def approx_latent_to_rgb(latent: torch.Tensor) -> torch.Tensor:
 
 
 def approx_latent_preview(latent: torch.Tensor, sd_model=None) -> Image.Image:
-    """A cheap preview image of a batch of latents (a grid when there are several)."""
-    rgb = approx_latent_to_rgb(latent)
+    """A cheap preview image of a batch of latents (a grid when there are several): the model
+    family's linear latent -> RGB factors (16 channels for SD3), SD's 4-channel ones without a model."""
+    rgb = model_family.of_model(sd_model).latent.preview(latent) if sd_model is not None else approx_latent_to_rgb(latent)
     pixels = (rgb * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     imgs = [Image.fromarray(p) for p in pixels]
     return imgs[0] if len(imgs) == 1 else image_grid(imgs)

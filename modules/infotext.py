@@ -45,6 +45,7 @@ DEFAULTS = {
     "Masked area padding": 32,
     "RNG": "GPU",
     "Schedule type": "Automatic",
+    "SLG scale": "0",
 }
 
 
@@ -173,6 +174,10 @@ REQUEST_FIELDS = {
     "Masked content": ("inpainting_fill", lambda v: ["fill", "original", "latent noise", "latent nothing"].index(v)),
     "Inpaint area": ("inpaint_full_res", lambda v: v == "Only masked"),
     "Mask mode": ("inpainting_mask_invert", lambda v: 0 if v == "Inpaint masked" else 1),
+    "SLG scale": ("slg_scale", float),
+    "SLG layers": ("slg_layers", str),
+    "SLG start": ("slg_start", float),
+    "SLG end": ("slg_end", float),
 }
 
 # infotext key -> settings key (A1111's infotext_to_setting_name_mapping; go to override_settings)
@@ -188,6 +193,7 @@ OPTION_FIELDS = {
     "Beta schedule alpha": ("beta_dist_alpha", float),
     "Beta schedule beta": ("beta_dist_beta", float),
     "Discard penultimate sigma": ("always_discard_next_to_last_sigma", lambda v: str(v).lower() == "true"),
+    "Shift": ("flow_shift", float),
 }
 
 

@@ -138,6 +138,8 @@ REGISTRY: dict[str, OptionInfo] = {
     "beta_dist_alpha": _o(0.6, "Beta schedule - alpha", "sampler", minimum=0.01, maximum=1.0),
     "beta_dist_beta": _o(0.6, "Beta schedule - beta", "sampler", minimum=0.01, maximum=1.0),
     "s_noise": _o(1.0, "sigma noise", "sampler", minimum=0.0, maximum=1.1),
+    "flow_shift": _o(0.0, "Shift of the sigma schedule of rectified-flow models (SD3 / SD3.5; 0 = the model's "
+                     "own, 3.0)", "sampler", minimum=0.0, maximum=100.0),
     "uni_pc_variant": _o("bh1", "UniPC variant", "sampler", choices=("bh1", "bh2", "vary_coeff")),
     "uni_pc_skip_type": _o("time_uniform", "UniPC skip type", "sampler",
                            choices=("time_uniform", "time_quadratic", "logSNR")),

@@ -8,7 +8,7 @@ import logging
 import threading
 from pathlib import Path
 
-from modules import devices
+from modules import devices, model_defaults
 from modules.conditioning import make_conditioner
 from modules.context import AppContext
 from modules.embeddings import EmbeddingDatabase
@@ -86,6 +86,15 @@ def native_size(ctx: AppContext) -> int:
         return int(params["image_size"]) * 2 ** (len(ch_mult) - 1)
     except (ValueError, KeyError, TypeError):
         return 512
+
+
+def generation_defaults(ctx: AppContext) -> model_defaults.ModelDefaults:
+    """What the generation tabs start with for the loaded (or default) checkpoint: its family's
+    size, steps, CFG, sampler, and the samplers / schedule types it can use."""
+    current = ctx.models.current if ctx.models else None
+    info = current.info if current is not None else (default_checkpoint(ctx) if ctx.models else None)
+    return model_defaults.for_checkpoint(current.model if current is not None else None,
+                                         info.filename if info is not None else None, native_size(ctx))
 
 
 def current_model(ctx: AppContext) -> LoadedCheckpoint:

@@ -158,6 +158,9 @@ AXES = [
     Axis("UniPC Order", lambda t: parse_numbers(t, int), _override("uni_pc_order", int)),
     Axis("Token merging ratio", lambda t: parse_numbers(t, float), _set("token_merging_ratio")),
     Axis("Token merging ratio high-res", lambda t: parse_numbers(t, float), _set("token_merging_ratio_hr")),
+    # SD3 / SD3.5 (rectified flow): skip-layer guidance scale, and the schedule's shift (0 = the model's)
+    Axis("SLG scale", lambda t: parse_numbers(t, float), _set("slg_scale")),
+    Axis("Shift", lambda t: parse_numbers(t, float), _override("flow_shift", float)),
 ]
 
 

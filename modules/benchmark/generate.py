@@ -1,6 +1,7 @@
 """txt2img benchmark: our pipeline next to diffusers' StableDiffusionPipeline on the same weights.
 
     python -m modules.benchmark.generate [--sizes 256,512] [--steps 20] [--device cpu|cuda] [--dir DIR]
+    python -m modules.benchmark.generate --family sd3.5-medium ...   (SD3: see generate_sd3.py)
 
 Writes an SD1.5-size checkpoint with random weights (modules.benchmark.load), then, each in a fresh
 subprocess so memory figures do not mix: ours = process_images (Euler a, CFG 7, batch 1) on the
@@ -261,6 +262,10 @@ def _speed_line(size: int, fast: str, plain: str, a: dict, b: dict) -> str:
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "--child":
         return child(argv[1:])
+    if any(a == "--family" or a.startswith("--family=") for a in argv):  # SD3: modules/benchmark/generate_sd3.py
+        from modules.benchmark import generate_sd3
+
+        return generate_sd3.main(argv)
     ap = argparse.ArgumentParser(prog="python -m modules.benchmark generate")
     ap.add_argument("--sizes", default="256,512")
     ap.add_argument("--steps", type=int, default=20)

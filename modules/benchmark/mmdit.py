@@ -71,7 +71,9 @@ def _ours(sd: dict, dtype: torch.dtype):
     return (lambda x, t, y, c: model(x, t, y, c)), cfg
 
 
-def _diffusers(sd: dict, dtype: torch.dtype):
+def diffusers_transformer(sd: dict, dtype: torch.dtype):
+    """diffusers' SD3Transformer2DModel from our checkpoint's MMDiT keys (diffusers' own converter), and
+    the config read from the shapes."""
     from diffusers import SD3Transformer2DModel
     from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
 
@@ -88,7 +90,11 @@ def _diffusers(sd: dict, dtype: torch.dtype):
             pos_embed_max_size=cfg.pos_embed_max_size, qk_norm="rms_norm" if cfg.qk_norm else None,
             dual_attention_layers=tuple(cfg.x_block_self_attn_layers))
     model.load_state_dict({k: v.to(dtype) for k, v in converted.items()}, assign=True, strict=True)
-    model.eval().requires_grad_(False)
+    return model.eval().requires_grad_(False), cfg
+
+
+def _diffusers(sd: dict, dtype: torch.dtype):
+    model, cfg = diffusers_transformer(sd, dtype)
 
     def forward(x, t, y, c):
         return model(hidden_states=x, timestep=t, encoder_hidden_states=c, pooled_projections=y).sample

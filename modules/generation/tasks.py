@@ -17,6 +17,7 @@ from modules.conditioning import PromptEncoder
 from modules.errors import RequestError
 from modules.generation.request import GenerationResult
 from modules.generation.validate import Prepared
+from modules.models import family as model_family
 from modules.processing import depth2img as depth
 from modules.processing import pipeline
 from modules.processing.hybrid_sampling import SamplingSettings
@@ -87,6 +88,8 @@ def run_depth2img(ctx, prepared: Prepared, job) -> GenerationResult:
                                      depth_map=params.get("depth_map"), batch_size=int(params.get("batch_size") or 1))
     if job is not None:
         job.job_count, job.sampling_steps = 1, settings.steps
+    if not depth.is_depth_model(loaded.model):  # before a prompt encoder is made for a model of another family
+        raise RequestError(depth.NOT_A_DEPTH_MODEL.format(title=model_family.of_model(loaded.model).title))
     encoder = PromptEncoder(loaded.model, ctx.opts, embeddings=ctx.services.embeddings)
     encoder.interrupt = job
     out = depth.depth2img(loaded.model, request, encoder=encoder, interrupt=job)

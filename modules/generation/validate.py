@@ -20,6 +20,7 @@ from modules.generation import scripts as script_plans
 from modules.generation.request import TASKS, GenerationRequest
 from modules.options import is_valid_text
 from modules.processing import hires
+from modules.processing.sample import parse_layers
 from modules.sampling.samplers import resolve_sampler_and_scheduler
 from modules.sampling.schedules import find_scheduler
 
@@ -44,7 +45,7 @@ RANGES: dict[str, tuple[float, float | str | None]] = {
     "hr_resize_y": (0, MAX_SIDE),
     "resize_mode": (0, 3), "mask_blur": (0, 256), "mask_blur_x": (0, 256), "mask_blur_y": (0, 256),
     "inpainting_fill": (0, 3), "inpaint_full_res_padding": (0, MAX_SIDE), "inpainting_mask_invert": (0, 1),
-    "initial_noise_multiplier": (0.0, 2.0),
+    "initial_noise_multiplier": (0.0, 2.0), "slg_scale": (0.0, 100.0), "slg_start": (0.0, 1.0), "slg_end": (0.0, 1.0),
     "upscaling_resize": (0.0, 8.0), "upscaling_resize_w": (1, MAX_SIDE), "upscaling_resize_h": (1, MAX_SIDE),
     "extras_upscaler_2_visibility": (0.0, 1.0), "gfpgan_visibility": (0.0, 1.0),
     "codeformer_visibility": (0.0, 1.0), "codeformer_weight": (0.0, 1.0),
@@ -128,6 +129,19 @@ def _sampler(params: dict, sampler_field: str, scheduler_field: str, fallback=No
     except ValueError as e:
         raise RequestError(str(e), sampler_field) from None
     params[sampler_field], params[scheduler_field] = info.name, found.label
+
+
+def _check_slg(params: dict) -> None:
+    """Skip-layer guidance: layers as whole numbers, start before end (the model's depth is checked
+    when it runs)."""
+    if params.get("slg_layers") is not None:
+        try:
+            params["slg_layers"] = parse_layers(params["slg_layers"])
+        except ValueError as e:
+            raise RequestError(str(e), "slg_layers") from None
+    start, end = params.get("slg_start"), params.get("slg_end")
+    if start is not None and end is not None and start >= end:
+        raise RequestError(f"must be after slg_start ({start}), got {end}", "slg_end")
 
 
 def _check_restorer(ctx, field: str, name: str | None = None) -> None:
@@ -293,6 +307,7 @@ def prepare(ctx, request: GenerationRequest) -> Prepared:
     else:
         _check_unsupported(params)
         _sampler(params, "sampler_name", "scheduler")
+        _check_slg(params)
     if request.task == "txt2img":
         _check_hires(ctx, params)
     overrides = request_settings.validate_settings(ctx, overrides, prefix=("override_settings",))

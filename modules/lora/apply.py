@@ -16,6 +16,7 @@ import torch
 from modules.lora.names import Target, build_key_table
 from modules.lora.network import LoraNetwork
 from modules.lora.tags import lora_tags, parse_extra_networks
+from modules.models import family as model_family
 from modules.models.patcher import ModelPatcher
 
 
@@ -35,6 +36,13 @@ class LoraReport:
 
 def _deltas(model, loras, report: LoraReport) -> dict[tuple[str, str], torch.Tensor]:
     """(module path, param) -> summed float32 delta for the whole weight."""
+    if not loras:
+        return {}
+    if not hasattr(model.model.diffusion_model, "input_blocks"):  # SD3's MMDiT: no kohya key table yet
+        names = ", ".join(net.name for net, _, _ in loras)
+        report.messages.append(f"LoRA {names}: not applied: LoRA for {model_family.of_model(model).title} "
+                               "models is not supported yet (only SD 1.x / 2.x)")
+        return {}
     table: dict[str, Target] = build_key_table(model)  # a walk over the modules: milliseconds
     deltas: dict[tuple[str, str], torch.Tensor] = {}
     for net, te_multiplier, unet_multiplier in loras:

@@ -69,6 +69,7 @@ class Offloader:
 
     def install(self, model: nn.Module, mode: str) -> "Offloader":
         parts = split_parts(model, mode)
+        model.execution_device = self.device  # where sampling runs (models without schedule buffers: SD3)
         in_parts = {id(m) for part in parts for m in part.modules()}
         with torch.no_grad():
             for module in model.modules():  # the rest lives on the device

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from modules import infotext
+from modules.models import family as model_family
 from modules.processing import vae
 from modules.processing.hybrid_sampling import SamplingSettings, sample_hybrid
 from modules.sampling import rng, samplers
@@ -110,6 +111,10 @@ def depth_image_conditioning(model, source: torch.Tensor, depth_map: Optional[Im
     return DepthConditioning(cond=cond, image=depth_to_image(raw, w, h), source=kind)
 
 
+NOT_A_DEPTH_MODEL = ("depth2img needs a depth model (SD 2 512-depth-ema, 5-channel UNet), and the loaded checkpoint "
+                     "is {title}: load the depth model in the checkpoint dropdown")
+
+
 def is_depth_model(model) -> bool:
     unet = model.model.diffusion_model
     return unet.config.in_channels == model.latent_channels + 1
@@ -146,8 +151,7 @@ def _size(req: Depth2ImgRequest, f: int) -> tuple[int, int]:
 def depth2img(model, req: Depth2ImgRequest, *, encoder: Any = None, interrupt: Any = None) -> Depth2ImgResult:
     """Run depth2img: init image + depth -> images (img2img with denoising_strength)."""
     if not is_depth_model(model):
-        raise ValueError("depth2img needs a depth model (SD 2 512-depth-ema, 5-channel UNet): load one in the "
-                         "checkpoint dropdown")
+        raise ValueError(NOT_A_DEPTH_MODEL.format(title=model_family.of_model(model).title))
     if not 0.0 <= req.denoising_strength <= 1.0:
         raise ValueError(f"denoising strength must be between 0 and 1, got {req.denoising_strength}")
     if req.batch_size < 1:

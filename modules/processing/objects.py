@@ -155,6 +155,13 @@ class StableDiffusionProcessing:
     s_noise: float | None = None
     override_settings: dict = field(default_factory=dict)
     override_settings_restore_afterwards: bool = True
+    # skip-layer guidance (SD3 / SD3.5; sampling.cfg_denoiser.SkipLayerGuidance): scale 0 = off (Stability
+    # AI's SD3.5 Medium setting: 2.5, with CFG 4); the joint blocks skipped (a list or "7,8,9"); the part
+    # of the steps it runs in (start * steps < step < end * steps)
+    slg_scale: float = 0.0
+    slg_layers: Any = (7, 8, 9)
+    slg_start: float = 0.01
+    slg_end: float = 0.2
     token_merging_ratio: float = 0.0     # 0: the settings' (sample.token_merging_ratio)
     token_merging_ratio_hr: float = 0.0
     denoising_strength: float | None = None

@@ -17,6 +17,7 @@ import torch
 
 from modules import images, infotext
 from modules.devices import OutOfMemory, free_memory
+from modules.models import family as model_family
 from modules.processing import vae
 from modules.processing.img2img import init_img2img, sample_img2img
 from modules.processing.infotext import generation_params
@@ -122,7 +123,8 @@ def _process_images_inner(p) -> Processed:
     _check_request(p)
     if p.restore_faces is None:  # A1111: the request did not say, the setting decides
         p.restore_faces = bool(p.opts.face_restoration)
-    p.sampler, p.scheduler_info = samplers.resolve_sampler_and_scheduler(p.sampler_name, p.scheduler)
+    p.sampler, p.scheduler_info = samplers.resolve_sampler_and_scheduler(p.sampler_name, p.scheduler,
+                                                                         family=model_family.of_model(p.sd_model))
     p.sampler_name, p.scheduler = p.sampler.name, p.scheduler_info.label
     setup_prompts(p)
     _setup_seeds(p)

@@ -10,9 +10,10 @@ from typing import Any
 
 import torch
 
+from modules.models import family as model_family
 from modules.models import tome
 from modules.sampling import samplers
-from modules.sampling.cfg_denoiser import CFGDenoiser, LatentBlend, schedule_steps
+from modules.sampling.cfg_denoiser import CFGDenoiser, LatentBlend, SkipLayerGuidance, schedule_steps
 from modules.sampling.rng import ImageRNG
 from modules.sampling.schedules import Scheduler
 
@@ -68,7 +69,11 @@ def sampler_options(p, info: samplers.SamplerInfo | None = None) -> samplers.Sam
 
 def token_merging_ratio(p, for_hr: bool = False) -> float:
     """A1111's choice: the request's ratio, else the settings' (img2img and the hires pass have
-    their own settings, 0 meaning "the general one")."""
+    their own settings, 0 meaning "the general one"). 0 for a model without a UNet's transformer
+    blocks (SD3's MMDiT: ToMe for SD merges UNet self-attention tokens only)."""
+    network = getattr(getattr(p.sd_model, "model", None), "diffusion_model", None)
+    if network is not None and not hasattr(network, "input_blocks"):
+        return 0.0
     opts = p.opts
     if for_hr:
         return float(p.token_merging_ratio_hr or opts.token_merging_ratio_hr or p.token_merging_ratio
@@ -94,7 +99,57 @@ def make_rng(p, latent_shape, seeds, subseeds) -> ImageRNG:
 
 
 def model_device(model) -> torch.device:
-    return model.alphas_cumprod.device
+    """Where sampling runs: the schedule buffers' device (they stay on the GPU under --medvram), else
+    the device the offloader runs the model on, else the model's own."""
+    cumprod = getattr(model, "alphas_cumprod", None)
+    if cumprod is not None:
+        return cumprod.device
+    return getattr(model, "execution_device", None) or model.device
+
+
+def make_denoiser(p):
+    """The family's denoiser for p.sd_model; a flow model's schedule shift from the setting
+    `flow_shift` when set (0: the family's own), recorded in the infotext as "Shift" when it differs."""
+    schedule = model_family.of_model(p.sd_model).schedule
+    shift = float(getattr(p.opts, "flow_shift", 0.0) or 0.0)
+    if schedule.kind != "flow" or shift in (0.0, schedule.shift):
+        return samplers.make_denoiser(p.sd_model)
+    p.extra_generation_params["Shift"] = shift
+    return samplers.make_denoiser(p.sd_model, shift=shift)
+
+
+def parse_layers(value) -> tuple[int, ...]:
+    """Skip-layer guidance layers from a list or a text such as "7,8,9" / "7 8 9" / "[7, 8, 9]"."""
+    items = value if isinstance(value, (list, tuple)) else str(value or "").strip("[]() ").replace(",", " ").split()
+    try:
+        layers = tuple(int(v) for v in items)
+    except (TypeError, ValueError):
+        raise ValueError(f"skip-layer guidance layers must be whole numbers such as 7,8,9, got {value!r}") from None
+    if any(layer < 0 for layer in layers):
+        raise ValueError(f"skip-layer guidance layers must be 0 or more, got {value!r}")
+    return layers
+
+
+def skip_layer_guidance(p, sigmas: torch.Tensor) -> SkipLayerGuidance | None:
+    """p's skip-layer guidance for a pass (None when its scale is 0), checked against the model's
+    joint blocks; its settings join the infotext."""
+    scale = float(p.slg_scale or 0.0)
+    if scale == 0.0:
+        return None
+    layers = parse_layers(p.slg_layers)
+    depth = len(getattr(p.sd_model.model.diffusion_model, "joint_blocks", ()))
+    if depth == 0:
+        raise ValueError("skip-layer guidance needs an SD3 / SD3.5 model (it skips MMDiT joint blocks): "
+                         "set its scale to 0 for this model")
+    if not layers or max(layers) >= depth:
+        raise ValueError(f"skip-layer guidance layers {','.join(map(str, layers)) or '(none)'}: this model has "
+                         f"{depth} joint blocks (0-{depth - 1})")
+    if not 0.0 <= float(p.slg_start) < float(p.slg_end) <= 1.0:
+        raise ValueError(f"skip-layer guidance start {p.slg_start} and end {p.slg_end} must satisfy "
+                         "0 <= start < end <= 1 (fractions of the steps)")
+    p.extra_generation_params.update({"SLG scale": scale, "SLG layers": ",".join(map(str, layers)),
+                                      "SLG start": float(p.slg_start), "SLG end": float(p.slg_end)})
+    return SkipLayerGuidance(scale, layers, float(p.slg_start), float(p.slg_end), tuple(sigmas.tolist()))
 
 
 class Progress:
@@ -118,7 +173,7 @@ class Progress:
 def run_pass(p, spass: SamplingPass, rng: ImageRNG, previewer=None) -> torch.Tensor:
     """Sample one pass and return the latent (the last prediction when interrupted or skipped)."""
     info = spass.sampler
-    denoiser = samplers.make_denoiser(p.sd_model)
+    denoiser = make_denoiser(p)
     img2img = spass.init_latent is not None
     scheduler = samplers.concrete_scheduler(info, spass.scheduler, p.opts)
     schedule, schedule_infotext = samplers.schedule_settings(info, scheduler, p.opts)
@@ -138,7 +193,8 @@ def run_pass(p, spass: SamplingPass, rng: ImageRNG, previewer=None) -> torch.Ten
     cfg = CFGDenoiser(denoiser, total_steps=t_enc, max_batch=env.max_batch, hooks=env.callbacks.cfg,
                       interrupt=p.job, blend=blend, keep_uncond=info.cfg_pp,
                       cond_scale_multiplier=CFG_PP_SCALE if info.cfg_pp else 1.0,
-                      ngms_all_steps=bool(p.opts.s_min_uncond_all), skip_early_cond=float(p.opts.skip_early_cond))
+                      ngms_all_steps=bool(p.opts.s_min_uncond_all), skip_early_cond=float(p.opts.skip_early_cond),
+                      slg=skip_layer_guidance(p, sigmas))
     noise_sampler = samplers.make_noise_sampler(info, noise, sigmas, rng, seeds=rng.seeds)
     callback = samplers.chain_callbacks(cfg.callback, Progress(p, spass, previewer))
     extra_args = {"cond": spass.cond, "uncond": spass.uncond, "cond_scale": spass.cfg_scale,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from modules.models import family as model_family
 from modules.processing import hires, vae
 from modules.processing.img2img import extra_channels, hybrid_model_error, image_conditioning
 from modules.processing.sample import SamplingPass, make_rng, model_device, run_pass
@@ -99,7 +100,8 @@ def sample_hires(p, samples, seeds, subseeds, previewer=None, hr_conds=None) -> 
         sampler, scheduler = p.sampler, p.scheduler_info
         if p.hr_sampler_name or p.hr_scheduler:
             sampler, scheduler = samplers.resolve_sampler_and_scheduler(
-                p.hr_sampler_name or p.sampler_name, p.hr_scheduler or p.scheduler)
+                p.hr_sampler_name or p.sampler_name, p.hr_scheduler or p.scheduler,
+                family=model_family.of_model(p.sd_model))
         cond, uncond = hr_conds(sampler) if hr_conds is not None else (None, None)
         rng = make_rng(p, latent.shape[1:], seeds, subseeds)
         spass = SamplingPass(sampler, scheduler, hr_steps(p), cond, uncond, p.cfg_scale, image_cond=image_cond,

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import torch
 
+from modules import cond_schedule
 from modules.cond_schedule import MultiCond, ScheduledCond, pad_to_same_length
 
 NAN_MESSAGE = (
@@ -50,8 +51,8 @@ class CFGDenoiserParams:
     sigma: torch.Tensor
     sampling_step: int
     total_sampling_steps: int
-    text_cond: torch.Tensor  # (n_cond, T, C)
-    text_uncond: torch.Tensor  # (batch, T, C)
+    text_cond: Any  # (n_cond, T, C); for SD3 a dict {"crossattn": (n_cond, T, C), "vector": (n_cond, D)}
+    text_uncond: Any  # (batch, T, C), or such a dict
     denoiser: Any = None
 
 
@@ -81,6 +82,31 @@ class CFGHooks:
     on_cfg_denoiser: list[Callable[[CFGDenoiserParams], None]] = field(default_factory=list)
     on_cfg_denoised: list[Callable[[CFGDenoisedParams], None]] = field(default_factory=list)
     on_cfg_after_cfg: list[Callable[[AfterCFGCallbackParams], None]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SkipLayerGuidance:
+    """Skip-layer guidance (Stability AI's SD3.5 reference, sd3_infer.py; diffusers' skip_layer_guidance):
+    on the steps i with start * N < i < end * N of an N-step pass, the prompt's rows run a third time
+    with the model's `layers` left out (apply_model's skip_layers) and
+
+        denoised += scale * sum_i w_i (cond_i - cond_i without the layers)
+
+    is added to the CFG result. sigmas: the pass's schedule, to tell a call's step from its sigma
+    (second-order samplers call the model between two steps)."""
+
+    scale: float
+    layers: tuple[int, ...]
+    start: float
+    end: float
+    sigmas: tuple[float, ...] = ()
+
+    def active(self, sigma: float) -> bool:
+        if not self.scale or not self.layers or len(self.sigmas) < 2:
+            return False
+        n = len(self.sigmas) - 1
+        step = sum(1 for s in self.sigmas[1:] if s >= sigma)  # sigmas[step] >= sigma > sigmas[step + 1]
+        return self.start * n < step < self.end * n
 
 
 class LatentBlend:
@@ -128,13 +154,14 @@ class CFGDenoiser:
     blend_before. check_nans: raise NansError when the UNet output has NaNs.
     keep_uncond: keep the unconditional prediction in `last_uncond` (CFG++); cond_scale_multiplier
     scales cond_scale (CFG++: 1 / 12.5). ngms_all_steps, skip_early_cond: see skips_uncond.
+    slg: skip-layer guidance (SD3.5), or None.
     """
 
     def __init__(self, inner_model, total_steps: int, *, max_batch: int | None = None,
                  hooks: CFGHooks | None = None, interrupt=None, blend: Callable | None = None,
                  blend_before: bool = False, check_nans: bool = True, keep_uncond: bool = False,
                  cond_scale_multiplier: float = 1.0, ngms_all_steps: bool = False,
-                 skip_early_cond: float = 0.0):
+                 skip_early_cond: float = 0.0, slg: SkipLayerGuidance | None = None):
         if max_batch is not None and max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.inner_model = inner_model
@@ -145,6 +172,8 @@ class CFGDenoiser:
         self.blend = blend
         self.blend_before = blend_before
         self.check_nans = check_nans
+        self.slg = slg
+        self.slg_calls = 0  # model calls that ran the skip-layer pass
         self.step = 0  # model calls so far: selects the conditioning (A1111's CFGDenoiser.step)
         self.sampling_step = 0  # the sampler's last reported step (A1111's state.sampling_step)
         self.last_denoised: torch.Tensor | None = None
@@ -181,21 +210,23 @@ class CFGDenoiser:
         params = CFGDenoiserParams(
             x=_repeat_rows(x, repeats), image_cond=None if image_cond is None else _repeat_rows(image_cond, repeats),
             sigma=_repeat_rows(sigma, repeats), sampling_step=self.sampling_step,
-            total_sampling_steps=self.total_steps, text_cond=torch.stack(padded[:len(conds)]),
-            text_uncond=torch.stack(padded[len(conds):]), denoiser=self)
+            total_sampling_steps=self.total_steps, text_cond=cond_schedule.stack(padded[:len(conds)]),
+            text_uncond=cond_schedule.stack(padded[len(conds):]), denoiser=self)
         for hook in self.hooks.on_cfg_denoiser:
             hook(params)
 
         skip_uncond = self.skips_uncond(float(sigma[0]), s_min_uncond)
         if skip_uncond:
             self.skipped_uncond_steps.append(self.step)
-        n_cond = params.text_cond.shape[0]
-        context = torch.cat(pad_to_same_length_batch(params.text_cond, params.text_uncond))
-        rows = n_cond if skip_uncond else context.shape[0]
+        n_cond = cond_schedule.batch_size(params.text_cond)
+        context = cond_schedule.cat(pad_to_same_length_batch(params.text_cond, params.text_uncond))
+        rows = n_cond if skip_uncond else cond_schedule.batch_size(context)
         image_cond_in = None if params.image_cond is None else params.image_cond[:rows]
-        x_out = self._run_model(params.x[:rows], params.sigma[:rows], context[:rows], image_cond_in)
+        x_out = self._run_model(params.x[:rows], params.sigma[:rows], cond_schedule.rows(context, slice(0, rows)),
+                                image_cond_in)
         if skip_uncond:  # stand-in: each image's first cond prediction, combined with scale 1
             x_out = torch.cat([x_out, x_out[[row[0][0] for row in index]]])
+        skipped = self._skip_layer_pass(params, context, n_cond, float(sigma[0]))
 
         denoised_params = CFGDenoisedParams(x_out, self.sampling_step, self.total_steps, self.inner_model)
         for hook in self.hooks.on_cfg_denoised:
@@ -208,6 +239,9 @@ class CFGDenoiser:
             self.last_uncond = x_out[-batch:]
         scale = 1.0 if skip_uncond else cond_scale * self.cond_scale_multiplier
         denoised = combine_denoised(x_out, index, batch, scale)
+        if skipped is not None:  # skip-layer guidance: + scale * sum_i w_i (cond_i - cond_i without the layers)
+            denoised += combine_denoised(torch.cat([x_out[:len(skipped)] - skipped, torch.zeros_like(x_out[-batch:])]),
+                                         index, batch, self.slg.scale)
         if self.blend is not None and not self.blend_before:
             denoised = self.blend(denoised)
         after = AfterCFGCallbackParams(denoised, self.sampling_step, self.total_steps)
@@ -236,24 +270,40 @@ class CFGDenoiser:
             return True
         return False
 
-    def _run_model(self, x, sigma, context, image_cond):
+    def _skip_layer_pass(self, params: CFGDenoiserParams, context, n_cond: int, sigma: float):
+        """The prompts' rows again without the skip-layer guidance layers, on its steps; else None."""
+        if self.slg is None or not self.slg.active(sigma):
+            return None
+        image_cond = None if params.image_cond is None else params.image_cond[:n_cond]
+        self.slg_calls += 1
+        return self._run_model(params.x[:n_cond], params.sigma[:n_cond], cond_schedule.rows(context, slice(0, n_cond)),
+                               image_cond, skip_layers=self.slg.layers)
+
+    def _run_model(self, x, sigma, context, image_cond, **kwargs):
         rows = x.shape[0]
         step = self.max_batch or rows
         outs = []
         for a in range(0, rows, step):
             b = min(a + step, rows)
-            c = context[a:b]
+            c = cond_schedule.rows(context, slice(a, b))
             cond = c if image_cond is None else {"c_crossattn": [c], "c_concat": [image_cond[a:b]]}
-            outs.append(self.inner_model(x[a:b], sigma[a:b], cond=cond))
+            outs.append(self.inner_model(x[a:b], sigma[a:b], cond=cond, **kwargs))
         return torch.cat(outs)
 
 
-def pad_to_same_length_batch(cond: torch.Tensor, uncond: torch.Tensor) -> list[torch.Tensor]:
-    """Batched (B, T, C) version of pad_to_same_length, for tensors a hook may have replaced."""
-    if cond.shape[1] == uncond.shape[1]:
+def pad_to_same_length_batch(cond, uncond) -> list:
+    """Batched (B, T, C) version of pad_to_same_length, for tensors a hook may have replaced (dict
+    conds: their token tensor)."""
+    if cond_schedule.token_length(cond) == cond_schedule.token_length(uncond):
         return [cond, uncond]
-    longest = max(cond.shape[1], uncond.shape[1])
-    return [torch.cat([t, t[:, -1:].expand(-1, longest - t.shape[1], -1)], dim=1) for t in (cond, uncond)]
+    longest = max(cond_schedule.token_length(cond), cond_schedule.token_length(uncond))
+
+    def pad(key, t):
+        if key != cond_schedule.TOKENS or t.shape[1] >= longest:
+            return t
+        return torch.cat([t, t[:, -1:].expand(-1, longest - t.shape[1], -1)], dim=1)
+
+    return [cond_schedule.map_cond(t, pad) for t in (cond, uncond)]
 
 
 def combine_denoised(x_out: torch.Tensor, index: list[list[tuple[int, float]]], batch: int,

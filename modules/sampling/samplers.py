@@ -4,6 +4,8 @@ A sampler is a k-diffusion function `sample_x(model, x, sigmas, extra_args, call
 (plus DDIM, DDIM CFG++, PLMS, Restart and LCM written the same way in sampling.functions, UniPC in
 sampling.unipc). `model` is any callable
 `(x, sigma, **extra_args) -> denoised`: usually a CFGDenoiser around `make_denoiser(ldm)`.
+Rectified-flow models (SD3) run the same table through `for_family`: their denoiser is
+sampling.flow.FlowDenoiser, and samplers that add noise run their flow forms (sampling.flow_samplers).
 
 txt2img:  sigmas = get_sigmas(info, steps, denoiser, scheduler)
           latent = sample(cfg, noise, sigmas, info, extra_args=..., noise_sampler=...)
@@ -14,15 +16,17 @@ from __future__ import annotations
 
 import inspect
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
 from k_diffusion import external as k_external
 from k_diffusion import sampling as k_sampling
 
-from modules.sampling import functions, unipc
+from modules.models import family as model_family
+from modules.sampling import flow_samplers, functions, schedules, unipc
 from modules.sampling.cfg_denoiser import SamplingInterrupted
+from modules.sampling.flow import FlowDenoiser, noise_scaling
 from modules.sampling.schedules import SCHEDULERS, Scheduler, build_sigmas, find_scheduler, option_kwargs
 
 
@@ -43,8 +47,11 @@ class SamplerInfo:
     automatic: Callable | None = None  # opts -> Scheduler: "Automatic" decided by a setting (UniPC)
     cfg_pp: bool = False  # CFG++: the sampler reads the CFG denoiser's unconditional prediction
     # Every sampler here works on k-diffusion's x = x0 + sigma * eps (eps and v models, through
-    # make_denoiser). A rectified-flow family (SD3) runs the same table with its own denoiser and
-    # sigmas; a sampler whose update needs another form for flow gets an entry of its own.
+    # make_denoiser). Rectified-flow models (SD3): deterministic samplers solve their ODE unchanged
+    # (sampling/flow.py); samplers that add noise run `flow_function`, their flow form; `not_for_flow`
+    # says why a sampler is not offered for flow models ("" = it is). See for_family.
+    flow_function: Callable | None = None
+    not_for_flow: str = ""
 
     def accepts(self, option: str) -> bool:
         return option in inspect.signature(self.function).parameters
@@ -54,38 +61,63 @@ def _k(name: str, fn: str, aliases: list[str], **kw) -> SamplerInfo:
     return SamplerInfo(name, getattr(k_sampling, fn), tuple(aliases) + (fn.removeprefix("sample_"),), **kw)
 
 
+def _no_churn(function: Callable) -> Callable:
+    """Euler / Heun / DPM2 for flow models: k-diffusion's own, refusing sigma churn (it raises the
+    noise level with variance-exploding noise, which a flow path does not have)."""
+    def sample(model, x, sigmas, extra_args=None, callback=None, disable=None, s_churn=0.0, s_tmin=0.0,
+               s_tmax=math.inf, s_noise=1.0):
+        if s_churn > 0:
+            raise ValueError(f"sigma churn ({s_churn}) is not available for rectified-flow models (SD3): "
+                             "set the 'sigma churn' setting (s_churn) to 0")
+        return function(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable)
+
+    sample.__name__ = function.__name__
+    return sample
+
+
+VE_NOISE = ("its noise is variance-exploding (x0 + sigma * noise) and it has no rectified-flow form here: "
+            "use Euler a, DPM++ 2M SDE or a deterministic sampler")
+RESTART_NOT_FLOW = ("its restarts (from sigma 0.1 back up to sigma 2, with x0 + sigma * noise) are defined on SD's "
+                    "variance-exploding noise levels; a flow model's lie in (0, 1]: use Heun or DPM++ 2M")
+
+
 SAMPLERS: tuple[SamplerInfo, ...] = (
     _k("DPM++ 2M", "sample_dpmpp_2m", ["k_dpmpp_2m"], scheduler="karras"),
     _k("DPM++ SDE", "sample_dpmpp_sde", ["k_dpmpp_sde"], scheduler="karras", second_order=True,
-       brownian_noise=True),
+       brownian_noise=True, flow_function=flow_samplers.sample_dpmpp_sde_rf),
     _k("DPM++ 2M SDE", "sample_dpmpp_2m_sde", ["k_dpmpp_2m_sde"], scheduler="exponential",
-       brownian_noise=True),
+       brownian_noise=True, flow_function=flow_samplers.sample_dpmpp_2m_sde_rf),
     SamplerInfo("DPM++ 2M SDE Heun", k_sampling.sample_dpmpp_2m_sde, ("k_dpmpp_2m_sde_heun",),
-                scheduler="exponential", brownian_noise=True, fixed_options={"solver_type": "heun"}),
+                scheduler="exponential", brownian_noise=True, fixed_options={"solver_type": "heun"},
+                flow_function=flow_samplers.sample_dpmpp_2m_sde_rf),
     _k("DPM++ 2S a", "sample_dpmpp_2s_ancestral", ["k_dpmpp_2s_a"], scheduler="karras", uses_ensd=True,
-       second_order=True),
+       second_order=True, flow_function=flow_samplers.sample_dpmpp_2s_ancestral_rf),
     _k("DPM++ 3M SDE", "sample_dpmpp_3m_sde", ["k_dpmpp_3m_sde"], scheduler="exponential",
-       discard_next_to_last_sigma=True, brownian_noise=True),
-    _k("Euler a", "sample_euler_ancestral", ["k_euler_a", "k_euler_ancestral"], uses_ensd=True),
-    _k("Euler", "sample_euler", ["k_euler"]),
+       discard_next_to_last_sigma=True, brownian_noise=True, flow_function=flow_samplers.sample_dpmpp_3m_sde_rf),
+    _k("Euler a", "sample_euler_ancestral", ["k_euler_a", "k_euler_ancestral"], uses_ensd=True,
+       flow_function=flow_samplers.sample_euler_ancestral_rf),
+    _k("Euler", "sample_euler", ["k_euler"], flow_function=_no_churn(k_sampling.sample_euler)),
     _k("LMS", "sample_lms", ["k_lms"]),
-    _k("Heun", "sample_heun", ["k_heun"], second_order=True),
+    _k("Heun", "sample_heun", ["k_heun"], second_order=True, flow_function=_no_churn(k_sampling.sample_heun)),
     _k("DPM2", "sample_dpm_2", ["k_dpm_2"], scheduler="karras", discard_next_to_last_sigma=True,
-       second_order=True),
+       second_order=True, flow_function=_no_churn(k_sampling.sample_dpm_2)),
     _k("DPM2 a", "sample_dpm_2_ancestral", ["k_dpm_2_a"], scheduler="karras",
-       discard_next_to_last_sigma=True, uses_ensd=True, second_order=True),
-    _k("DPM fast", "sample_dpm_fast", ["k_dpm_fast"], uses_ensd=True),
-    _k("DPM adaptive", "sample_dpm_adaptive", ["k_dpm_ad"], uses_ensd=True),
-    SamplerInfo("Restart", functions.sample_restart, ("restart",), scheduler="karras", second_order=True),
+       discard_next_to_last_sigma=True, uses_ensd=True, second_order=True,
+       flow_function=flow_samplers.sample_dpm_2_ancestral_rf),
+    _k("DPM fast", "sample_dpm_fast", ["k_dpm_fast"], uses_ensd=True, not_for_flow=VE_NOISE),
+    _k("DPM adaptive", "sample_dpm_adaptive", ["k_dpm_ad"], uses_ensd=True, not_for_flow=VE_NOISE),
+    SamplerInfo("Restart", functions.sample_restart, ("restart",), scheduler="karras", second_order=True,
+                not_for_flow=RESTART_NOT_FLOW),
     SamplerInfo("DDIM", functions.sample_ddim, ("ddim",), scheduler="ddim", eta_default=0.0,
-                eta_option="eta_ddim", uses_ensd=True),
+                eta_option="eta_ddim", uses_ensd=True, flow_function=flow_samplers.sample_ddim_rf),
     SamplerInfo("DDIM CFG++", functions.sample_ddim_cfgpp, ("ddim_cfgpp",), scheduler="ddim", eta_default=0.0,
-                eta_option="eta_ddim", uses_ensd=True, cfg_pp=True),
+                eta_option="eta_ddim", uses_ensd=True, cfg_pp=True, flow_function=flow_samplers.sample_ddim_cfgpp_rf),
     SamplerInfo("PLMS", functions.sample_plms, ("plms",), scheduler="ddim"),
     SamplerInfo("UniPC", unipc.sample_unipc, ("unipc",), automatic=unipc.automatic_scheduler,
                 settings=(("variant", "uni_pc_variant"), ("order", "uni_pc_order"),
                           ("lower_order_final", "uni_pc_lower_order_final"))),
-    SamplerInfo("LCM", functions.sample_lcm, ("k_lcm", "lcm"), scheduler="sgm_uniform"),
+    SamplerInfo("LCM", functions.sample_lcm, ("k_lcm", "lcm"), scheduler="sgm_uniform",
+                flow_function=flow_samplers.sample_lcm_rf),
 )
 
 _BY_KEY: dict[str, SamplerInfo] = {}
@@ -103,9 +135,11 @@ def find_sampler(name: str) -> SamplerInfo:
 
 
 def resolve_sampler_and_scheduler(sampler_name: str | None, scheduler_name: str | None = None,
-                                  default: str = "Euler a") -> tuple[SamplerInfo, Scheduler]:
+                                  default: str = "Euler a", family: model_family.ModelFamily | None = None
+                                  ) -> tuple[SamplerInfo, Scheduler]:
     """Accept old combined names ("DPM++ 2M Karras" -> DPM++ 2M + Karras) as A1111 does; a schedule
-    equal to the sampler's default becomes "Automatic"."""
+    equal to the sampler's default becomes "Automatic". With the model's family: the sampler as it
+    runs for that family (for_family), and a ValueError for a schedule type the family cannot use."""
     name = (sampler_name or default).strip()
     scheduler = find_scheduler(scheduler_name)
     if name.lower() not in _BY_KEY:
@@ -115,20 +149,47 @@ def resolve_sampler_and_scheduler(sampler_name: str | None, scheduler_name: str 
                     scheduler, name = candidate, name[: -len(label) - 1]
                     break
     info = find_sampler(name)
+    if family is not None:
+        info = for_family(info, family)
+        if family.prediction == "flow":
+            scheduler = schedules.for_flow(scheduler, family.title)
     if scheduler.name == info.scheduler:
         scheduler = SCHEDULERS[0]
     return info, scheduler
 
 
-def make_denoiser(model, quantize: bool = False):
-    """k-diffusion's wrapper for a LatentDiffusion-like model (alphas_cumprod, apply_model,
-    parameterization "eps" or "v")."""
+def make_denoiser(model, quantize: bool = False, shift: float | None = None):
+    """The denoiser `(x, sigma, cond=...) -> denoised` for a model, chosen by its prediction (parameterization):
+    k-diffusion's CompVisDenoiser (eps) / CompVisVDenoiser (v) over the model's alphas_cumprod, or
+    FlowDenoiser (flow) over the family's shifted schedule (`shift` overrides the family's)."""
     parameterization = getattr(model, "parameterization", "eps")
+    if parameterization == "flow":
+        return FlowDenoiser(model, model_family.of_model(model), shift)
     if parameterization == "v":
         return k_external.CompVisVDenoiser(model, quantize=quantize)
     if parameterization == "eps":
         return k_external.CompVisDenoiser(model, quantize=quantize)
-    raise ValueError(f"unsupported model parameterization {parameterization!r}: expected 'eps' or 'v'")
+    raise ValueError(f"unsupported model parameterization {parameterization!r}: expected 'eps', 'v' or 'flow'")
+
+
+def for_family(info: SamplerInfo, family: model_family.ModelFamily) -> SamplerInfo:
+    """The sampler as it runs for a model family. Flow models: its rectified-flow form, and
+    "Automatic" meaning the family's own schedule type (also for UniPC, whose skip types are VP
+    time grids); a ValueError (with the reason) for a sampler that has no flow form."""
+    if family.prediction != "flow":
+        return info
+    if info.not_for_flow:
+        raise ValueError(f"the {info.name} sampler is not available for {family.title} (a rectified-flow "
+                         f"model): {info.not_for_flow}")
+    return replace(info, function=info.flow_function or info.function,
+                   scheduler=find_scheduler(family.defaults.scheduler).name, automatic=None)
+
+
+def available(family: model_family.ModelFamily | None) -> list[SamplerInfo]:
+    """The samplers offered for a family (all of them when it is not known)."""
+    if family is None or family.prediction != "flow":
+        return list(SAMPLERS)
+    return [s for s in SAMPLERS if not s.not_for_flow]
 
 
 def concrete_scheduler(info: SamplerInfo, scheduler: str | Scheduler | None, opts=None) -> Scheduler:
@@ -298,13 +359,17 @@ def run_sampler(model, x: torch.Tensor, sigmas: torch.Tensor, info: SamplerInfo,
 
 
 def sample(model, x_noise: torch.Tensor, sigmas: torch.Tensor, info: SamplerInfo, **kw) -> torch.Tensor:
-    """txt2img: unit noise scaled to the first sigma, sampled down to sigma 0."""
+    """txt2img: unit noise scaled to the first sigma (for flow models sigma 1: the noise itself),
+    sampled down to sigma 0."""
     return run_sampler(model, x_noise * sigmas[0], sigmas, info, **kw)
 
 
 def sample_img2img(model, init_latent: torch.Tensor, x_noise: torch.Tensor, sigmas: torch.Tensor,
                    info: SamplerInfo, **kw) -> torch.Tensor:
-    """img2img: the init latent noised to sigmas[0] (the img2img_sigmas tail), then sampled."""
+    """img2img: the init latent noised to sigmas[0] (the img2img_sigmas tail), then sampled. model:
+    a CFGDenoiser (or a denoiser): its denoiser says how to noise (init + sigma * noise for eps / v,
+    (1 - sigma) * init + sigma * noise for flow)."""
     if len(sigmas) < 2:  # denoising strength 0: nothing to do
         return init_latent
-    return run_sampler(model, init_latent + x_noise * sigmas[0], sigmas, info, **kw)
+    x = noise_scaling(getattr(model, "inner_model", model), sigmas[0], x_noise, init_latent)
+    return run_sampler(model, x, sigmas, info, **kw)

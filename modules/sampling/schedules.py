@@ -2,7 +2,10 @@
 
 Names and labels are A1111's (the API's `scheduler` field takes either). The discrete ones read the
 model's own 1000 training noise levels through k-diffusion's DiscreteSchedule (`CompVisDenoiser` is
-one); the continuous ones only need sigma_min/sigma_max (Karras et al. 2022, k-diffusion).
+one); the continuous ones only need sigma_min/sigma_max (Karras et al. 2022, k-diffusion). For
+rectified-flow models the denoiser is sampling.flow.FlowDenoiser, which offers the same attributes
+over its shifted sigmas (its "Normal" is Stability AI's and diffusers' schedule); the two types
+marked `not_for_flow` are not offered for them.
 """
 from __future__ import annotations
 
@@ -118,6 +121,7 @@ class Scheduler:
     function: Callable | None  # None: the sampler's own default ("Automatic")
     aliases: tuple[str, ...] = ()
     options: tuple[ScheduleOption, ...] = ()  # settings passed to `function` (see option_kwargs)
+    not_for_flow: str = ""  # why it is not offered for rectified-flow models (SD3); "" = it is
 
     def option(self, kwarg: str) -> ScheduleOption | None:
         return next((o for o in self.options if o.kwarg == kwarg), None)
@@ -152,10 +156,12 @@ SCHEDULERS: tuple[Scheduler, ...] = (
     Scheduler("polyexponential", "Polyexponential", polyexponential, options=_rho(1.0)),
     Scheduler("sgm_uniform", "SGM Uniform", sgm_uniform, aliases=("SGMUniform",)),
     Scheduler("kl_optimal", "KL Optimal", kl_optimal),
-    Scheduler("align_your_steps", "Align Your Steps", align_your_steps),
+    Scheduler("align_your_steps", "Align Your Steps", align_your_steps,
+              not_for_flow="its sigmas are SD 1.5's noise levels (14.6 down to 0.03); a flow model's lie in (0, 1]"),
     Scheduler("simple", "Simple", simple),
     Scheduler("normal", "Normal", normal),
-    Scheduler("ddim", "DDIM", ddim),
+    Scheduler("ddim", "DDIM", ddim, not_for_flow="the DDIM timesteps start below sigma 1, where a flow model's "
+              "txt2img starts from pure noise: use Normal or Simple"),
     Scheduler("beta", "Beta", beta, options=_BETA_OPTIONS),
 )
 
@@ -163,6 +169,14 @@ _BY_KEY = {}
 for _s in SCHEDULERS:
     for _key in (_s.name, _s.label, *_s.aliases):
         _BY_KEY[_key.lower()] = _s
+
+
+def for_flow(scheduler: Scheduler, title: str = "this model") -> Scheduler:
+    """The schedule type for a rectified-flow model, or a ValueError saying why it is not offered."""
+    if scheduler.not_for_flow:
+        raise ValueError(f"the {scheduler.label} schedule type is not available for {title} (a rectified-flow "
+                         f"model): {scheduler.not_for_flow}")
+    return scheduler
 
 
 def find_scheduler(name: str | None) -> Scheduler:

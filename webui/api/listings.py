@@ -64,7 +64,7 @@ def sd_models(ctx: AppContext) -> list[dict]:
         yaml = Path(info.filename).with_suffix(".yaml")
         out.append({"title": info.title, "model_name": info.model_name, "hash": info.shorthash,
                     "sha256": info.sha256, "filename": info.filename,
-                    "config": str(yaml) if yaml.is_file() else None})
+                    "config": str(yaml) if yaml.is_file() else None, "family": info.family})
     return out
 
 

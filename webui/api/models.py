@@ -7,7 +7,7 @@ message (a 422 naming the field).
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,6 +45,10 @@ class _Generation(_Request):
     s_tmax: Optional[float] = None
     s_tmin: Optional[float] = None
     s_noise: Optional[float] = None
+    slg_scale: float = Field(0.0, description="skip-layer guidance (SD3 / SD3.5): 0 = off; 2.5 for SD3.5 Medium")
+    slg_layers: Optional[Union[list[int], str]] = Field(None, description="joint blocks skipped (default 7,8,9)")
+    slg_start: Optional[float] = Field(None, description="fraction of the steps where it starts (default 0.01)")
+    slg_end: Optional[float] = Field(None, description="fraction of the steps where it ends (default 0.2)")
     override_settings: Optional[dict[str, Any]] = None
     override_settings_restore_afterwards: bool = True
     refiner_checkpoint: Optional[str] = None
@@ -194,6 +198,7 @@ class SDModelItem(BaseModel):
     sha256: Optional[str] = None
     filename: str
     config: Optional[str] = None
+    family: Optional[str] = Field(None, description="what the file is, read from its header (e.g. SD3.5 Medium)")
 
 
 class SDVaeItem(BaseModel):

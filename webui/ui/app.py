@@ -13,6 +13,7 @@ from webui.ui import (
     img2img,
     png_info,
     settings,
+    tab_common,
     top_bar,
     txt2img,
     workers_panel,
@@ -63,6 +64,7 @@ def _create_ui(ctx: AppContext, hooks) -> gr.Blocks:
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
                 ui.extensions_tab(ctx)
         ui.wire_send_to(tabs, tab_set)
+        tab_common.wire_model_defaults(ui, ui.status, [tabs["txt2img"], tabs["img2img"]])
         extension_ui.wire_paste_bindings(ctx, ui, tabs, tab_set)
         # the model loads in the background at start: each page load shows what is loaded now
         demo.load(lambda: top_bar.model_status(ctx), outputs=ui.status, api_visibility="private", queue=False)

@@ -64,11 +64,12 @@ def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
                                         label="Inpaint area", elem_id="img2img_inpaint_full_res")
                     padding = gr.Slider(0, 256, value=32, step=4, label="Only masked padding, pixels",
                                         elem_id="img2img_inpaint_full_res_padding")
-            sampler = widgets.sampler_row(tab, ui.sampler_names, ui.scheduler_labels)
-            size = widgets.size_row(tab, ui.native_size, ui.native_size)
+            sampler = ui.sampler_row(tab)
+            size = ui.size_row(tab)
             denoising = gr.Slider(0.0, 1.0, value=0.75, step=0.01, label="Denoising strength",
                                   elem_id="img2img_denoising_strength")
             seed = widgets.seed_row(tab)
+            slg = widgets.skip_layer_row(tab, visible=ui.defaults.flow)
             scripts = ui.scripts_block(tab, is_img2img=True)
         with gr.Column(scale=1, elem_id=f"{tab}_results"):
             result = widgets.result_panel(tab)
@@ -77,6 +78,7 @@ def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
         **tab_common.common_fields(prompt, sampler, size, seed), "denoising_strength": denoising,
         "resize_mode": resize_mode, "mask_blur": mask_blur, "inpainting_mask_invert": mask_invert,
         "inpainting_fill": inpainting_fill, "inpaint_full_res": full_res, "inpaint_full_res_padding": padding,
+        **slg.fields(),
     }
     sources = {"mode": mode, "init_img": init_img, "sketch": sketch, "inpaint": inpaint,
                "upload_img": upload_img, "upload_mask": upload_mask, "batch_in": batch_in,
@@ -100,7 +102,8 @@ def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
     event = prompt.generate.click(tab_common.named_generator(generate, inputs), inputs_kwargs=inputs, outputs=outputs, api_name="img2img",
                                   concurrency_id="generation", concurrency_limit=None)
     tab_common.wire_common(ctx, ui, tab, prompt, seed, result)
-    gen_tab = tab_common.GenerationTab(tab, fields, result, prompt, event)
+    gen_tab = tab_common.GenerationTab(tab, fields, result, prompt, event,
+                                       tab_common.family_widgets(sampler, size, slg))
     tab_common.wire_paste(ui, gen_tab)
     gen_tab.inputs = {"init_img": init_img, "sketch": sketch, "inpaint": inpaint, "mode_tabs": (t0, t2)}
     return gen_tab

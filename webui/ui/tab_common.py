@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,9 @@ class GenerationTab:
     result: widgets.ResultPanel
     prompt: widgets.PromptRow
     event: Any
+    # what changes with the model's family (UiState.family_updates): "sampler", "scheduler", "steps",
+    # "width", "height", "cfg_scale", "slg" (the skip-layer accordion), "hr_sampler"
+    family_widgets: dict[str, Any] = field(default_factory=dict)
 
 
 def common_fields(prompt: widgets.PromptRow, sampler: widgets.SamplerRow, size: widgets.SizeRow,
@@ -34,6 +37,25 @@ def common_fields(prompt: widgets.PromptRow, sampler: widgets.SamplerRow, size: 
         "subseed_strength": seed.subseed_strength, "seed_resize_from_w": seed.seed_resize_from_w,
         "seed_resize_from_h": seed.seed_resize_from_h, "override_settings": seed.override_settings,
     }
+
+
+def family_widgets(sampler: widgets.SamplerRow, size: widgets.SizeRow, slg: widgets.SkipLayerRow,
+                   hr_sampler=None) -> dict[str, Any]:
+    out = {"sampler": sampler.sampler_name, "scheduler": sampler.scheduler, "steps": sampler.steps,
+           "width": size.width, "height": size.height, "cfg_scale": size.cfg_scale, "slg": slg.accordion}
+    if hr_sampler is not None:
+        out["hr_sampler"] = hr_sampler
+    return out
+
+
+def wire_model_defaults(ui, status, tabs: list[GenerationTab]) -> None:
+    """When the model status changes (a checkpoint switch from the top bar or a checkpoint card, the
+    model loaded at start), the tabs take the new model family's defaults (size, steps, CFG, sampler
+    and the lists a flow model can use); a switch within the family keeps the user's values."""
+    family = gr.State(ui.defaults.key if ui.defaults else None)
+    outputs = [family] + [c for tab in tabs for c in tab.family_widgets.values()]
+    status.change(lambda previous: ui.family_updates(previous, tabs), inputs=family, outputs=outputs,
+                  api_visibility="private", show_progress="hidden")
 
 
 def named_generator(impl, inputs: dict[str, Any]):

@@ -15,9 +15,10 @@ def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
     ui.extra_networks(tab)
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, elem_id=f"{tab}_settings"):
-            sampler = widgets.sampler_row(tab, ui.sampler_names, ui.scheduler_labels)
-            size = widgets.size_row(tab, ui.native_size, ui.native_size)
+            sampler = ui.sampler_row(tab)
+            size = ui.size_row(tab)
             seed = widgets.seed_row(tab)
+            slg = widgets.skip_layer_row(tab, visible=ui.defaults.flow)
             with gr.Accordion("Hires. fix", open=False, elem_id=f"{tab}_hr"):
                 enable_hr = gr.Checkbox(label="Enable", value=False, elem_id=f"{tab}_enable_hr")
                 with gr.Row():
@@ -33,7 +34,8 @@ def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
                     hr_resize_y = gr.Slider(0, 2048, value=0, step=8, label="Resize height to",
                                             elem_id=f"{tab}_hr_resize_y")
                 with gr.Row():
-                    hr_sampler = gr.Dropdown(label="Hires sampling method", choices=["Use same sampler"] + ui.sampler_names,
+                    hr_sampler = gr.Dropdown(label="Hires sampling method",
+                                             choices=["Use same sampler", *ui.defaults.samplers],
                                              value="Use same sampler", elem_id=f"{tab}_hr_sampler")
                     hr_prompt = gr.Textbox(label="Hires prompt (empty: same)", lines=1, elem_id=f"{tab}_hr_prompt")
                     hr_negative = gr.Textbox(label="Hires negative prompt (empty: same)", lines=1,
@@ -47,7 +49,7 @@ def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
         "enable_hr": enable_hr, "hr_upscaler": hr_upscaler,
         "hr_second_pass_steps": hr_steps, "denoising_strength": denoising, "hr_scale": hr_scale,
         "hr_resize_x": hr_resize_x, "hr_resize_y": hr_resize_y, "hr_sampler_name": hr_sampler,
-        "hr_prompt": hr_prompt, "hr_negative_prompt": hr_negative,
+        "hr_prompt": hr_prompt, "hr_negative_prompt": hr_negative, **slg.fields(),
     }
     script_inputs = tab_common.script_kwargs(scripts.inputs)
 
@@ -65,6 +67,7 @@ def create_tab(ctx: AppContext, ui) -> tab_common.GenerationTab:
     prompt.prompt.submit(tab_common.named_generator(generate, inputs), inputs_kwargs=inputs, outputs=outputs, api_visibility="private",
                          concurrency_id="generation", concurrency_limit=None)
     tab_common.wire_common(ctx, ui, tab, prompt, seed, result)
-    gen_tab = tab_common.GenerationTab(tab, fields, result, prompt, event)
+    gen_tab = tab_common.GenerationTab(tab, fields, result, prompt, event,
+                                       tab_common.family_widgets(sampler, size, slg, hr_sampler))
     tab_common.wire_paste(ui, gen_tab)
     return gen_tab

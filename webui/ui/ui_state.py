@@ -11,12 +11,12 @@ from typing import Callable
 
 import gradio as gr
 
-from modules import startup
+from modules import model_defaults, startup
 from modules.context import AppContext
 from modules.processing import hires
 from modules.sampling.samplers import SAMPLERS
 from modules.sampling.schedules import SCHEDULERS
-from webui.ui import depth2img, extensions_tab, extras, scripts_ui, send_to
+from webui.ui import depth2img, extensions_tab, extras, scripts_ui, send_to, widgets
 
 
 @dataclass
@@ -33,6 +33,7 @@ class UiState:
     tmp_dir: Path
     ext_tabs: list = field(default_factory=list)  # on_ui_tabs: built before the page's Blocks
     native_size: int = 512  # default width/height: what the default checkpoint was trained at
+    defaults: model_defaults.ModelDefaults | None = None  # the default checkpoint family's (size, steps, sampler...)
     status: object = None  # the top bar's model status (checkpoint cards switch the model and update it)
     checkpoint: object = None  # the top bar's checkpoint dropdown (the merger adds files, cards switch)
 
@@ -46,8 +47,34 @@ class UiState:
             scripts.set_ui_sandbox(scripts_ui.sandbox)
             # extensions' on_ui_tabs build their own gr.Blocks: that must happen outside the page's
             ext_tabs = scripts.ui_tabs()
+        defaults = startup.generation_defaults(ctx)
         return cls(ctx, [s.name for s in SAMPLERS], [s.label for s in SCHEDULERS],
-                   hires.upscaler_names(ctx.services.upscalers), tmp, ext_tabs, startup.native_size(ctx))
+                   hires.upscaler_names(ctx.services.upscalers), tmp, ext_tabs, defaults.width, defaults=defaults)
+
+    # -- widgets set by the model's family ---------------------------------------------------------
+    def sampler_row(self, tab: str):
+        d = self.defaults
+        return widgets.sampler_row(tab, list(d.samplers), list(d.schedulers), d.sampler, d.scheduler, d.steps)
+
+    def size_row(self, tab: str):
+        d = self.defaults
+        return widgets.size_row(tab, d.width, d.height, d.size_step, d.cfg_scale)
+
+    def family_updates(self, previous: str | None, tabs: list) -> list:
+        """When the loaded model's family changed: its defaults for every tab's family widgets (see
+        GenerationTab.family_widgets and app.create_ui); the defaults' key first. Unchanged: nothing."""
+        count = 1 + sum(len(tab.family_widgets) for tab in tabs)
+        d = startup.generation_defaults(self.ctx)
+        if d.key == previous:
+            return [gr.skip()] * count
+        self.defaults = d
+        updates = {"sampler": gr.update(choices=list(d.samplers), value=d.sampler),
+                   "scheduler": gr.update(choices=list(d.schedulers), value=d.scheduler),
+                   "steps": gr.update(value=d.steps), "width": gr.update(value=d.width, step=d.size_step),
+                   "height": gr.update(value=d.height, step=d.size_step), "cfg_scale": gr.update(value=d.cfg_scale),
+                   "slg": gr.update(visible=d.flow),
+                   "hr_sampler": gr.update(choices=["Use same sampler", *d.samplers], value="Use same sampler")}
+        return [d.key] + [updates[key] for tab in tabs for key in tab.family_widgets]
 
     # -- lists -----------------------------------------------------------------------------------
     def checkpoint_titles(self) -> list[str]:

@@ -86,14 +86,17 @@ class SamplerRow:
     steps: gr.Slider
 
 
-def sampler_row(tab: str, samplers: list[str], schedulers: list[str]) -> SamplerRow:
+def sampler_row(tab: str, samplers: list[str], schedulers: list[str], sampler: str | None = None,
+                scheduler: str | None = None, steps: int = 20) -> SamplerRow:
     with gr.Row(elem_id=f"{tab}_sampler_row"):
-        sampler = gr.Dropdown(label="Sampling method", choices=samplers, value=samplers[0] if samplers else None,
-                              elem_id=f"{tab}_sampling")
-        scheduler = gr.Dropdown(label="Schedule type", choices=schedulers,
-                                value=schedulers[0] if schedulers else None, elem_id=f"{tab}_scheduler")
-        steps = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id=f"{tab}_steps")
-    return SamplerRow(sampler, scheduler, steps)
+        sampler_dd = gr.Dropdown(label="Sampling method", choices=samplers,
+                                 value=sampler if sampler in samplers else (samplers[0] if samplers else None),
+                                 elem_id=f"{tab}_sampling")
+        scheduler_dd = gr.Dropdown(label="Schedule type", choices=schedulers,
+                                   value=scheduler if scheduler in schedulers else (schedulers[0] if schedulers else None),
+                                   elem_id=f"{tab}_scheduler")
+        steps_slider = gr.Slider(1, 150, value=steps, step=1, label="Sampling steps", elem_id=f"{tab}_steps")
+    return SamplerRow(sampler_dd, scheduler_dd, steps_slider)
 
 
 @dataclass
@@ -105,19 +108,45 @@ class SizeRow:
     cfg_scale: gr.Slider
 
 
-def size_row(tab: str, width: int = 512, height: int = 512) -> SizeRow:
+def size_row(tab: str, width: int = 512, height: int = 512, step: int = 8, cfg_scale: float = 7.0) -> SizeRow:
     low = min(64, width, height)  # the demo model works at 32x32
     with gr.Row():
         with gr.Column(scale=4):
-            w = gr.Slider(low, 2048, value=width, step=8, label="Width", elem_id=f"{tab}_width")
-            h = gr.Slider(low, 2048, value=height, step=8, label="Height", elem_id=f"{tab}_height")
+            w = gr.Slider(low, 2048, value=width, step=step, label="Width", elem_id=f"{tab}_width")
+            h = gr.Slider(low, 2048, value=height, step=step, label="Height", elem_id=f"{tab}_height")
         swap = gr.Button(SWAP, elem_id=f"{tab}_res_switch_btn", size="sm", min_width=40, scale=0)
         with gr.Column(scale=2):
             batch_count = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id=f"{tab}_batch_count")
             batch_size = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{tab}_batch_size")
-    cfg = gr.Slider(1.0, 30.0, value=7.0, step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
+    cfg = gr.Slider(1.0, 30.0, value=cfg_scale, step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
     swap.click(lambda a, b: (b, a), inputs=[w, h], outputs=[w, h], show_progress="hidden", api_visibility="private")
     return SizeRow(w, h, batch_count, batch_size, cfg)
+
+
+@dataclass
+class SkipLayerRow:
+    accordion: gr.Accordion
+    scale: gr.Slider
+    layers: gr.Textbox
+    start: gr.Slider
+    end: gr.Slider
+
+    def fields(self) -> dict:
+        return {"slg_scale": self.scale, "slg_layers": self.layers, "slg_start": self.start, "slg_end": self.end}
+
+
+def skip_layer_row(tab: str, visible: bool = True) -> SkipLayerRow:
+    """Skip-layer guidance (SD3 / SD3.5): shown for rectified-flow models."""
+    with gr.Accordion("Skip-layer guidance (SD3.5)", open=False, visible=visible, elem_id=f"{tab}_slg") as accordion:
+        with gr.Row():
+            scale = gr.Slider(0.0, 10.0, value=0.0, step=0.1, label="Scale (0 = off; 2.5 for SD3.5 Medium, with CFG 4)",
+                              elem_id=f"{tab}_slg_scale")
+            layers = gr.Textbox(value="7,8,9", label="Skipped layers", lines=1, elem_id=f"{tab}_slg_layers")
+        with gr.Row():
+            start = gr.Slider(0.0, 1.0, value=0.01, step=0.01, label="Start (fraction of the steps)",
+                              elem_id=f"{tab}_slg_start")
+            end = gr.Slider(0.0, 1.0, value=0.2, step=0.01, label="End", elem_id=f"{tab}_slg_end")
+    return SkipLayerRow(accordion, scale, layers, start, end)
 
 
 @dataclass
