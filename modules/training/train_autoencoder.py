@@ -43,9 +43,11 @@ class AutoencoderTraining:
 
 
 def init_low_logvar(ae, logvar: float) -> None:
-    """Shift quant_conv's log-variance outputs (second half of its channels) to `logvar`."""
+    """Shift the posterior's log-variance outputs (second half of the channels of quant_conv, or of the
+    encoder's conv_out in VAEs without quant convs, as SD3's) to `logvar`."""
+    conv = ae.quant_conv if ae.config.use_quant_conv else ae.encoder.conv_out
     with torch.no_grad():
-        ae.quant_conv.bias[ae.quant_conv.out_channels // 2:] = logvar
+        conv.bias[conv.out_channels // 2:] = logvar
 
 
 def train_autoencoder(ae, cfg: AutoencoderTraining, seed: int, checkpoint: Path | None = None,
@@ -61,7 +63,8 @@ def train_autoencoder(ae, cfg: AutoencoderTraining, seed: int, checkpoint: Path 
     if not cfg.train_encoder:
         # the latent space stays fixed (a diffusion model may already train on it), as SD's ft-MSE VAE
         ae.encoder.eval().requires_grad_(False)
-        ae.quant_conv.eval().requires_grad_(False)
+        if ae.config.use_quant_conv:
+            ae.quant_conv.eval().requires_grad_(False)
     trainer = Trainer(
         modules={"ae": ae, "disc": disc},
         optimizers={
