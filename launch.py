@@ -4,8 +4,9 @@
 1. Outside a virtual environment: create ./venv and re-execute this script with its Python.
 2. Install the pinned requirements that are missing (checked against installed metadata, no pip
    resolution, so a second start takes no time). TORCH_COMMAND overrides how torch is installed.
-3. `--test`: also install the test requirements, then lint (ruff) and run every test; exit non-zero
-   if either fails.
+   With --workers / --ray-address also Ray's (requirements-ray.txt).
+3. `--test`: also install the test requirements (and Ray's), then lint (ruff) and run every test;
+   exit non-zero if either fails.
 4. Otherwise start the server (web UI and/or API).
 
 Only the standard library is used before the venv is ready.
@@ -26,27 +27,41 @@ sys.path.insert(0, str(ROOT))
 from modules import cmd_args, process_env  # noqa: E402
 from modules import requirements as reqs  # noqa: E402
 
+# A1111's launch API, for extensions' install.py (`import launch; launch.run_pip(...)`)
+from modules.plugins.compat.launch import (  # noqa: E402, F401
+    commit_hash,
+    git_tag,
+    index_url,
+    is_installed,
+    python,
+    run,
+    run_pip,
+)
+
 
 def in_virtualenv() -> bool:
     return sys.prefix != sys.base_prefix
 
 
 def reexec_in_venv(argv: list[str]) -> None:
-    python = VENV / "bin" / "python"
-    if not python.exists():
+    venv_python = VENV / "bin" / "python"
+    if not venv_python.exists():
         print(f"Creating a virtual environment in {VENV} ...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    os.execv(str(python), [str(python), str(ROOT / "launch.py"), *argv])
+    os.execv(str(venv_python), [str(venv_python), str(ROOT / "launch.py"), *argv])
 
 
-def run_pip(args: list[str]) -> None:
+def pip_install(args: list[str]) -> None:
     cmd = [sys.executable, "-m", "pip", "install", "--only-binary=:all:", "--no-deps", *args]
     print("$", " ".join(shlex.quote(a) for a in cmd), flush=True)
     subprocess.run(cmd, check=True)  # pip's own progress bars show on the terminal
 
 
-def install(test: bool) -> None:
+def install(test: bool, ray: bool = False) -> None:
+    """The locks that are missing; Ray's (requirements-ray.txt) only for --workers / --ray-address
+    and the tests, so the single-machine default installs and imports no Ray."""
     files = [ROOT / "requirements.txt"] + ([ROOT / "requirements-test.txt"] if test else [])
+    files += [ROOT / "requirements-ray.txt"] if test or ray else []
     torch_command = os.environ.get("TORCH_COMMAND")
     torch_file = ROOT / "requirements-torch.txt"
     if torch_command:
@@ -61,7 +76,7 @@ def install(test: bool) -> None:
     print(f"Installing {len(missing)} missing or outdated packages: "
           f"{', '.join(p.name for p in missing[:8])}{' ...' if len(missing) > 8 else ''}", flush=True)
     # --no-deps: the files are a complete lock of what was tested; see README "Requirements".
-    run_pip([str(p) for p in missing])
+    pip_install([str(p) for p in missing])
 
 
 def run_tests(extra: list[str]) -> int:
@@ -87,7 +102,7 @@ def main(argv: list[str]) -> int:
         reexec_in_venv(argv)
     if not early.skip_install:
         try:
-            install(test=early.test)
+            install(test=early.test, ray=bool(early.workers or early.ray_address))
         except subprocess.CalledProcessError as e:
             print(f"launch.py: installing requirements failed (exit {e.returncode}); "
                   "see pip's message above", file=sys.stderr)
@@ -97,6 +112,14 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from webui.server import main as server_main
     return server_main(argv)
+
+
+def __getattr__(name: str):
+    """launch.args: the flags of this process (A1111)."""
+    if name == "args":
+        from modules.plugins.compat.launch import parsed_args
+        return parsed_args()
+    raise AttributeError(f"module 'launch' has no attribute {name!r}")
 
 
 if __name__ == "__main__":

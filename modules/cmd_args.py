@@ -35,6 +35,8 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--api", action="store_true", help="serve the /sdapi/v1 HTTP API next to the UI")
     g.add_argument("--nowebui", action="store_true", help="serve only the HTTP API")
     g.add_argument("--api-auth", default=None, help="HTTP Basic credentials for the API: user:pass[,user2:pass2]")
+    g.add_argument("--api-server-stop", action="store_true",
+                   help="serve /sdapi/v1/server-kill, server-restart and server-stop (A1111's flag)")
     g.add_argument("--gradio-auth", default=None, help="login for the web UI: user:pass[,user2:pass2]")
     g.add_argument("--enable-insecure-extension-access", action="store_true",
                    help="allow installing extensions from the UI even when listening beyond localhost")
@@ -68,6 +70,15 @@ def make_parser() -> argparse.ArgumentParser:
                    help="'full' = fp32 everywhere")
     g.add_argument("--medvram", action="store_true", help="keep only the running part of the model on the GPU")
     g.add_argument("--lowvram", action="store_true", help="like --medvram, splitting the UNet further")
+
+    g = p.add_argument_group("workers (Ray; installs requirements-ray.txt on first use)")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="run jobs on N worker processes: one per GPU of this machine, else N CPU workers; "
+                        "with --ray-address at most N of the cluster's")
+    g.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="join a running Ray cluster (ray start --head ...): one worker per GPU in it")
+    g.add_argument("--worker-threads", type=int, default=1, metavar="N",
+                   help="torch threads (and Ray CPUs) of each CPU worker (default 1)")
     return p
 
 
@@ -83,6 +94,10 @@ def parse_args(argv: list[str], parser: argparse.ArgumentParser | None = None) -
             parse_credentials(value, f"--{flag.replace('_', '-')}")
     if args.nowebui:
         args.api = True
+    if args.workers is not None and args.workers < 1:
+        raise ArgumentError(f"--workers {args.workers}: give at least 1 (leave it out to run jobs in this process)")
+    if args.worker_threads < 1:
+        raise ArgumentError(f"--worker-threads {args.worker_threads}: give at least 1")
     return args
 
 

@@ -50,6 +50,7 @@ class AppContext:
     # Filled in by the engine parts at start-up (kept generic here so this module stays small):
     models: Any = None          # modules.models.manager.ModelManager
     extensions: Any = None      # modules.plugins.manager.ExtensionManager
+    workers: Any = None         # modules.distributed.pool.WorkerPool when jobs run on Ray workers
     services: Services = field(default_factory=Services)
 
     @property

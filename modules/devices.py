@@ -123,3 +123,12 @@ def oom_guard(what: str) -> Iterator[None]:
     except MemoryError as e:
         raise OutOfMemory(f"out of system memory (RAM) while {what}: close other programs or "
                           "use a smaller model/image.") from e
+
+
+def __getattr__(name: str):
+    """A1111's names for extensions (device, dtype, torch_gc, autocast...): see
+    modules/plugins/compat/devices.py; the engine never uses them."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    from modules.plugins.compat import devices as a1111
+    return a1111.attribute(name)

@@ -23,3 +23,11 @@ class RequestError(Exception):
     def __str__(self) -> str:
         name = self.field_name
         return f"{name}: {self.message}" if name and not self.message.startswith(name) else self.message
+
+
+def __getattr__(name: str):
+    """A1111's error-reporting functions for extensions (modules/plugins/compat/errors.py)."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    from modules.plugins.compat import errors as a1111
+    return a1111.attribute(name)

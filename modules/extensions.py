@@ -1,7 +1,9 @@
-"""A1111's `modules.plugins.manager` path, for extensions: the extensions of the running app.
+"""A1111's `modules.extensions` path, for extensions: the extensions of the running app.
 
 A thin facade over the app's ExtensionManager (modules.plugins.manager), looked up through the
 extension scope that is current (modules.script_callbacks), like modules.shared: no globals here.
+Names: active(), extensions, extensions_dir, extensions_builtin_dir, Extension (name, path, enabled,
+is_builtin, canonical_name, remote, branch, commit_hash, version, metadata), list_extensions().
 """
 from __future__ import annotations
 
@@ -21,8 +23,15 @@ def active() -> list:
     return list(manager.loaded) if manager is not None else []
 
 
+def list_extensions() -> None:
+    """A1111 rescans the folders here; this web UI finds extensions once, at start-up."""
+
+
 def __getattr__(name: str) -> Any:
     if name == "extensions":  # every extension found, enabled or not
         manager = _manager()
         return list(manager.extensions) if manager is not None else []
-    raise AttributeError(f"modules.plugins.manager.{name} is not available in this web UI")
+    if name in ("extensions_dir", "extensions_builtin_dir"):
+        paths = current_scope().ctx.paths
+        return str(paths.extensions_dir if name == "extensions_dir" else paths.extensions_builtin_dir)
+    raise AttributeError(f"modules.extensions.{name} is not available in this web UI")

@@ -20,6 +20,7 @@ import torch
 from PIL import Image, ImageColor
 
 from modules.image_metadata import encode_image, read_info_from_image, storable_text  # noqa: F401 - re-exported
+from modules.image_tiles import Grid, combine_grid, split_grid  # noqa: F401 - A1111's names (scripts use them)
 from modules.processing.objects import ImageSaveParams
 
 INVALID_FILENAME_CHARS = '#<>:"/\\|?*\n\r\t'
@@ -172,13 +173,26 @@ def output_dir(opts, key: str, data_dir=None, explicit=None) -> Path:
 
 def save_image(image: Image.Image, path, basename: str = "", seed=None, prompt: str | None = None,
                extension: str | None = None, info: str | None = None, short_filename: bool = False,
-               forced_filename: str | None = None, p=None, opts=None, grid: bool = False,
-               existing_info: dict | None = None, callbacks=None, suffix: str = "",
-               save_to_dirs: bool | None = None) -> tuple[str, None]:
-    """Save like A1111's images.save_image; returns (file path, None). Settings read from opts:
-    samples_format / grid_format, samples_filename_pattern, save_to_dirs, directories_filename_pattern,
-    enable_pnginfo, jpeg_quality, webp_lossless, directories_max_prompt_words."""
+               no_prompt: bool = False, grid: bool = False, pnginfo_section_name: str = "parameters", p=None,
+               existing_info: dict | None = None, forced_filename: str | None = None, suffix: str = "",
+               save_to_dirs: bool | None = None, *, opts=None, callbacks=None) -> tuple[str, None]:
+    """Save like A1111's images.save_image (same argument order); returns (file path, None).
+
+    Settings read from opts (default: p's): samples_format / grid_format, samples_filename_pattern,
+    save_to_dirs, directories_filename_pattern, enable_pnginfo, jpeg_quality, webp_lossless,
+    directories_max_prompt_words. callbacks (default: p's) get an ImageSaveParams whose `filename` is
+    the target path: an on_before_image_saved callback may change it (another folder, name or
+    format, as in A1111); a changed name that exists already is refused, never overwritten."""
+    env = getattr(p, "env", None) if p is not None else None
+    if opts is None and env is not None:
+        opts = env.opts
+    if callbacks is None and env is not None:
+        callbacks = env.callbacks
     o = lambda name, default: getattr(opts, name, default) if opts is not None else default  # noqa: E731
+    if path is None and env is not None:  # extensions pass p.outpath_samples, which a job leaves unset
+        kind = "grids" if grid else "samples"
+        path = output_dir(opts, f"outdir_{'img2img' if getattr(p, 'is_img2img', False) else 'txt2img'}_{kind}",
+                          env.data_dir)
     if grid and not basename:
         basename, short_filename = "grid", True
     extension = (extension or o("grid_format" if grid else "samples_format", "png")).lower().lstrip(".")
@@ -193,42 +207,68 @@ def save_image(image: Image.Image, path, basename: str = "", seed=None, prompt: 
 
     pnginfo = dict(existing_info or {})
     if info and o("enable_pnginfo", True):
-        pnginfo["parameters"] = info
+        pnginfo[pnginfo_section_name] = info
+    if forced_filename is not None:
+        candidates = iter([_inside(folder, folder / f"{sanitize_filename_part(forced_filename, False)}.{extension}")])
+    else:
+        candidates = _numbered_names(folder, basename, _decoration(namegen, o, seed, short_filename or no_prompt,
+                                                                    save_to_dirs, suffix), extension)
+    target = next(candidates, None)
+    if target is None:
+        raise FileExistsError(f"no free file name in {folder}")
     params = None
     if callbacks is not None and (callbacks.on_before_image_saved or callbacks.on_image_saved):
 
-        params = ImageSaveParams(image, p, "", pnginfo)
+        params = ImageSaveParams(image, p, str(target), pnginfo)
         for callback in callbacks.on_before_image_saved:
             callback(params)
         image, pnginfo = params.image, params.pnginfo
-
-    data = encode_image(image, extension, pnginfo.get("parameters"), pnginfo,
+        if Path(params.filename) != target:  # a callback chose the file: its name and format
+            target = Path(params.filename) if Path(params.filename).is_absolute() else folder / params.filename
+            target.parent.mkdir(parents=True, exist_ok=True)
+            extension = target.suffix.lstrip(".").lower() or extension
+            candidates = iter(())
+    data = encode_image(image, extension, pnginfo.get(pnginfo_section_name), pnginfo,
                         quality=o("jpeg_quality", 80), lossless=o("webp_lossless", False))
-    if forced_filename is not None:
-        target = _inside(folder, folder / f"{sanitize_filename_part(forced_filename, False)}.{extension}")
-        if not write_new_file(target, data):
-            raise FileExistsError(f"{target} exists already: outputs are never overwritten")
-    else:
-        if short_filename or seed is None:
-            decoration = ""
-        else:
-            default = "[seed]" if save_to_dirs else "[seed]-[prompt_spaces]"
-            decoration = namegen.apply(o("samples_filename_pattern", "") or default)
-        decoration = sanitize_filename_part(decoration + suffix, replace_spaces=False)
-        decoration = f"-{decoration}" if decoration else ""
-        number = next_sequence_number(folder, basename)
-        for attempt in range(1000):
-            stem = f"{number + attempt:05}" if not basename else f"{basename}-{number + attempt:04}"
-            target = folder / f"{stem}{decoration}.{extension}"
-            if not target.exists() and write_new_file(target, data):
-                break
-        else:
-            raise FileExistsError(f"no free file name in {folder}")
+    target = _write_first_free(target, candidates, data, forced_filename is not None or params is not None)
     if params is not None:
         params.filename = str(target)
         for callback in callbacks.on_image_saved:
             callback(params)
     return str(target), None
+
+
+def _decoration(namegen: FilenameGenerator, o, seed, short: bool, save_to_dirs: bool, suffix: str) -> str:
+    """The part of a file name after its number: the samples_filename_pattern, sanitised."""
+    if short or seed is None:
+        decoration = ""
+    else:
+        default = "[seed]" if save_to_dirs else "[seed]-[prompt_spaces]"
+        decoration = namegen.apply(o("samples_filename_pattern", "") or default)
+    decoration = sanitize_filename_part(decoration + suffix, replace_spaces=False)
+    return f"-{decoration}" if decoration else ""
+
+
+def _numbered_names(folder: Path, basename: str, decoration: str, extension: str):
+    """NNNNN-decoration.ext (or basename-NNNN-...) names from the next free number on."""
+    number = next_sequence_number(folder, basename)
+    for attempt in range(1000):
+        stem = f"{number + attempt:05}" if not basename else f"{basename}-{number + attempt:04}"
+        target = folder / f"{stem}{decoration}.{extension}"
+        if not target.exists():
+            yield target
+
+
+def _write_first_free(target: Path, others, data: bytes, exact: bool) -> Path:
+    """Write to target, or (another writer took it meanwhile) to the next free numbered name."""
+    while True:
+        if write_new_file(target, data):
+            return target
+        if exact:
+            raise FileExistsError(f"{target} exists already: outputs are never overwritten")
+        target = next(others, None)
+        if target is None:
+            raise FileExistsError("no free file name in the output folder")
 
 
 def image_grid(imgs: list[Image.Image], batch_size: int = 1, rows: int | None = None, n_rows: int = -1,
@@ -295,3 +335,16 @@ def approx_latent_preview(latent: torch.Tensor, sd_model=None) -> Image.Image:
     pixels = (rgb * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     imgs = [Image.fromarray(p) for p in pixels]
     return imgs[0] if len(imgs) == 1 else image_grid(imgs)
+
+
+def get_next_sequence_number(path, basename: str = "") -> int:
+    """A1111's name for next_sequence_number."""
+    return next_sequence_number(Path(path), basename)
+
+
+def __getattr__(name: str):
+    """A1111's names for extensions (resize_image, flatten...): modules/plugins/compat/images.py."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    from modules.plugins.compat import images as a1111
+    return a1111.attribute(name)

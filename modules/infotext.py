@@ -205,8 +205,11 @@ def to_request(params: dict) -> tuple[dict, dict]:
                 continue
             if value is not None:
                 out[name] = value
-    if "Hires upscale" in params or "Hires resize-1" in params or "Hires upscaler" in params:
-        fields["enable_hr"] = True  # A1111's paste rule for the hires checkbox
+    # A1111's paste rule for the hires checkbox: "Hires resize-1" is among the DEFAULTS of every parsed
+    # infotext, so only one with a denoising strength (which hires fix writes) turns it on
+    hires = "Hires upscale" in params or "Hires resize-1" in params or "Hires upscaler" in params
+    if hires and "Denoising strength" in params:
+        fields["enable_hr"] = True
     return fields, settings
 
 

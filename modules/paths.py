@@ -68,3 +68,12 @@ class Paths:
         for d in (self.models_dir / "Stable-diffusion", self.vae_dir, self.lora_dir, self.embeddings_dir,
                   self.outputs_dir):
             os.makedirs(d, exist_ok=True)
+
+
+def __getattr__(name: str):
+    """A1111's names (script_path, data_path, models_path, extensions_dir...) for extensions:
+    modules/plugins/compat/paths.py; the engine never uses them."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    from modules.plugins.compat import paths as a1111
+    return a1111.attribute("modules.paths", name)

@@ -437,3 +437,12 @@ def get_learned_conditioning_prompt_schedules(prompts, steps, hires_steps=None, 
 
     cache = {prompt: get_schedule(prompt) for prompt in set(prompts)}
     return [cache[prompt] for prompt in prompts]
+
+
+def __getattr__(name: str):
+    """A1111's SdConditioning and conditioning namedtuples for extensions:
+    modules/plugins/compat/prompts.py; the engine never uses them."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    from modules.plugins.compat import prompts as a1111
+    return a1111.attribute(name)

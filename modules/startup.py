@@ -106,7 +106,7 @@ def current_model(ctx: AppContext) -> LoadedCheckpoint:
 def count_tokens(ctx: AppContext, text: str) -> tuple[int, int]:
     """The UI's "used/75" counter, with the loaded model's tokenizer and embeddings."""
     loaded = ctx.models.current if ctx.models else None
-    if loaded is None:  # still loading: count plain tokens (no embeddings known yet)
+    if loaded is None or loaded.model is None:  # still loading, or on workers: count plain tokens
         words = " ".join(t for t, w in parse_prompt_attention(text) if w != -1)
         used = len(shared_tokenizer().encode(words))
         return used, max(1, -(-used // 75)) * 75
@@ -130,13 +130,15 @@ def attach_services(ctx: AppContext) -> None:
     services.face_restorers = FaceRestorers(ctx)
 
 
-def attach_engine(ctx: AppContext, preload: bool = True, load_extensions: bool = True) -> None:
+def attach_engine(ctx: AppContext, preload: bool = True, load_extensions: bool = True,
+                  extension_ui_environment=None) -> None:
     """Create the model manager (scanning the checkpoint folders) and the prompt services, and load
-    the default model in the background, so the page is served at once (A1111 makes the user wait)."""
+    the default model in the background, so the page is served at once (A1111 makes the user wait).
+    extension_ui_environment: the front end's context for extensions' UI code (plugins.manager)."""
     ctx.models = create_model_manager(ctx)
     attach_services(ctx)
     if load_extensions:
-        load_extension_system(ctx)  # before the preload, so a model loaded at start reaches on_model_loaded
+        load_extension_system(ctx, ui_environment=extension_ui_environment)  # before the preload: on_model_loaded sees it
     if preload:
         def _load():
             try:

@@ -11,6 +11,17 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def browser_app(tmp_path_factory):
+    """(ctx, url, page): one live server over tiny checkpoints (tests.api_support.make_data_dir) and one
+    Chromium page for every browser test of the session (starting them costs ~15 s on 2 cores)."""
+    from tests.api_support import make_data_dir
+    from tests.browser_support import serve
+
+    yield from serve(make_data_dir(tmp_path_factory.mktemp("browser")))

@@ -130,10 +130,10 @@ def test_the_api_draws_the_prompted_colour(tmp_path):
 @pytest.mark.slow
 def test_the_browser_draws_a_red_circle_with_the_default_settings(tmp_path):
     """A user's first minutes: open the page, type a prompt, Generate (the defaults follow the demo)."""
+    from tests.browser_support import ARGS, CHROMIUM, browser_or_skip
     from tests.live_server import LiveServer
-    from tests.test_ui_browser import ARGS, CHROMIUM, _browser_or_skip
 
-    sync_playwright = _browser_or_skip()
+    sync_playwright = browser_or_skip()
     from modules import cmd_args, context, startup
     ctx = context.create_context(cmd_args.parse_args(["--data-dir", str(tmp_path)]))
     startup.attach_engine(ctx, preload=False, load_extensions=False)

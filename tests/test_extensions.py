@@ -98,7 +98,7 @@ def test_javascript_css_settings_and_unsupported_callbacks(tmp_path):
     assert service.javascript().startswith("<script")
     assert "#hooks_box" in service.css()
     assert ctx.opts.hooks_tag == "abc" and ctx.opts.registry["hooks_tag"].section == "hooks"
-    assert manager.notes_of("hooks") == ["registers on_after_component, which this web UI does not call"]
+    assert manager.notes_of("hooks") == ["registers on_list_optimizers, which this web UI does not call"]
 
 
 def test_script_callbacks_outside_an_extension_say_so():

@@ -129,6 +129,14 @@ def test_to_request_converts_types():
                         "sd_vae": "vae-ft-mse-840000-ema-pruned.safetensors", "sd_model_checkpoint": "7f96a1a9ca"}
 
 
+def test_hires_fix_is_turned_on_by_a_hires_infotext_only():
+    hires, _ = infotext.to_request(infotext.parse_generation_parameters(A1111_EXAMPLE))
+    assert hires["enable_hr"] is True
+    plain = "a cat\nSteps: 4, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 64x64, Model: tiny"
+    fields, _ = infotext.to_request(infotext.parse_generation_parameters(plain))
+    assert "enable_hr" not in fields and fields["steps"] == 4
+
+
 def test_to_request_skips_values_that_do_not_convert():
     fields, _ = infotext.to_request({"Steps": "many", "Seed": "5"})
     assert fields == {"seed": 5}

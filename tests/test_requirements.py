@@ -6,7 +6,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_pins_are_exact_and_installed_here():
-    for name in ("requirements.txt", "requirements-torch.txt", "requirements-test.txt"):
+    for name in ("requirements.txt", "requirements-torch.txt", "requirements-test.txt", "requirements-ray.txt"):
         pins = reqs.read_pins(ROOT / name)
         assert pins and all(p.version for p in pins), name
         assert reqs.missing(pins) == [], f"{name}: the venv differs from the lock"
@@ -41,3 +41,14 @@ def test_the_lock_holds_everything_the_app_packages_require():
               for p in reqs.read_pins(ROOT / f)}
     assert needed - locked == set()
     assert "opentelemetry-api" in locked and "wandb" not in locked
+
+
+def test_the_ray_lock_holds_what_ray_adds_to_the_app():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lock", ROOT / "scripts" / "lock_requirements.py")
+    lock = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lock)
+    locked = {reqs.normalize(p.name) for f in ("requirements.txt", "requirements-torch.txt", "requirements-ray.txt")
+              for p in reqs.read_pins(ROOT / f)}
+    assert lock.closure(lock.RAY_ROOTS) - locked == set()

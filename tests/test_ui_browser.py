@@ -4,79 +4,18 @@ Screenshots of each tab are kept as artifacts in a temp dir (printed at the end)
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from pathlib import Path
-
 import pytest
 from PIL import Image
 
-from tests.api_support import gradient, make_context, make_data_dir
-from tests.live_server import LiveServer
+from tests.api_support import gradient, make_context
+from tests.browser_support import SHOTS, generate, open_tab, set_slider, wait_for_gallery
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"]
-SHOTS = Path(tempfile.gettempdir()) / "sdwebui-screenshots"
 
-
-def _browser_or_skip():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing in CI: .ci/run installs it (apt-get install chromium)")
-        pytest.skip("chromium is not installed here (apt-get install chromium); CI installs it")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("playwright is missing: it is in requirements-test.txt")
-    return sync_playwright
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    sync_playwright = _browser_or_skip()
-    root = make_data_dir(tmp_path_factory.mktemp("browser"))
-    ctx = make_context(root)
-    SHOTS.mkdir(exist_ok=True)
-    with LiveServer(ctx) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.goto(url)
-        page.wait_for_selector("#txt2img_prompt textarea")
-        yield ctx, url, page
-        browser.close()
-    print(f"\nscreenshots: {SHOTS}")
-
-
-def open_tab(page, elem_id: str) -> None:
-    page.click(f"#{elem_id}-button")
-
-
-def set_slider(page, elem_id: str, value) -> None:
-    box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(str(value))
-    box.press("Enter")
-
-
-def generate(page, tab: str, prompt: str, steps: int = 3, size: int = 64) -> None:
-    page.fill(f"#{tab}_prompt textarea", prompt)
-    set_slider(page, f"{tab}_steps", steps)
-    set_slider(page, f"{tab}_width", size)
-    set_slider(page, f"{tab}_height", size)
-    page.click(f"#{tab}_generate")
-
-
-def wait_for_gallery(page, tab: str, previous: str = "") -> str:
-    info = page.locator(f"#{tab}_generation_info textarea")
-    page.wait_for_function(
-        "([sel, prev]) => { const t = document.querySelector(sel); return t && t.value && t.value !== prev; }",
-        arg=[f"#{tab}_generation_info textarea", previous])
-    page.wait_for_selector(f"#{tab}_gallery img")
-    return info.input_value()
+@pytest.fixture
+def app(browser_app):
+    return browser_app
 
 
 def test_txt2img_generates_an_image_with_its_info(app):
@@ -93,8 +32,9 @@ def test_txt2img_generates_an_image_with_its_info(app):
 
 def test_png_info_sends_parameters_back_to_txt2img(app, tmp_path):
     ctx, url, page = app
+    previous = page.locator("#txt2img_generation_info textarea").input_value()  # before: a fast job may be done
     generate(page, "txt2img", "a (blue:1.2) square", steps=4)
-    infotext = wait_for_gallery(page, "txt2img", previous=page.locator("#txt2img_generation_info textarea").input_value())
+    infotext = wait_for_gallery(page, "txt2img", previous)
     png = tmp_path / "out.png"
     from PIL import PngImagePlugin
     info = PngImagePlugin.PngInfo()

@@ -115,3 +115,21 @@ def test_xyz_number_ranges():
     assert xyz_axes.parse_numbers("0-1 [3]", float) == [0.0, 0.5, 1.0]
     assert xyz_axes.parse_numbers("7, 3.5", float) == [7.0, 3.5]
     assert xyz_axes.parse_numbers("10-1 (-3)", int) == [10, 7, 4, 1]
+
+
+def test_xyz_new_samplers_and_speed_setting_axes(env):
+    ctx = env
+    runner = ctx.services.scripts.runner(False)
+    args = _xyz_args(runner, x_type="Sampler", x_values="UniPC, DDIM CFG++",
+                     y_type="Token merging ratio", y_values="0, 0.5", z_type="UniPC Order", z_values="1, 2",
+                     include_lone_images=True)
+    processed = runner.run(_with(ctx, negative_prompt="blurry", steps=4), *args)
+    texts = processed.infotexts[processed.index_of_first_image:]
+    assert len(texts) == 8 and "Sampler: DDIM CFG++" in texts[1]
+    assert "Token merging ratio" not in texts[0] and "Token merging ratio: 0.5" in texts[2]
+    unipc = [np.asarray(im) for im, t in zip(processed.images[processed.index_of_first_image:], texts, strict=True)
+             if "Sampler: UniPC" in t and "Token merging" not in t]
+    assert len(unipc) == 2 and not np.array_equal(unipc[0], unipc[1])  # the order setting reached UniPC
+    ngms = _xyz_args(runner, x_type="Negative Guidance minimum sigma", x_values="0, 20", include_lone_images=True)
+    texts = runner.run(_with(ctx, negative_prompt="blurry", steps=3), *ngms).infotexts[1:]
+    assert "NGMS" not in texts[0] and "NGMS: 20.0" in texts[1]

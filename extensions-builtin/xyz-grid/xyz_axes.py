@@ -95,6 +95,13 @@ def _apply_clip_skip(p, value) -> None:
     p.override_settings = {**p.override_settings, "CLIP_stop_at_last_layers": int(value)}
 
 
+def _override(key: str, convert: Callable) -> Callable[[Any, Any], None]:
+    """A setting changed for the cell's job (as A1111's apply_override)."""
+    def apply(p, value) -> None:
+        p.override_settings = {**p.override_settings, key: convert(value)}
+    return apply
+
+
 def _apply_checkpoint(p, value) -> None:
     models = shared.models
     loaded = models.load(value)
@@ -147,6 +154,10 @@ AXES = [
     Axis("Size", _strings(_size), _apply_size, lambda v: f"{v[0]}x{v[1]}"),
     Axis("Denoising", lambda t: parse_numbers(t, float), _set("denoising_strength")),
     Axis("Clip skip", lambda t: parse_numbers(t, int), _apply_clip_skip),
+    Axis("Negative Guidance minimum sigma", lambda t: parse_numbers(t, float), _set("s_min_uncond")),
+    Axis("UniPC Order", lambda t: parse_numbers(t, int), _override("uni_pc_order", int)),
+    Axis("Token merging ratio", lambda t: parse_numbers(t, float), _set("token_merging_ratio")),
+    Axis("Token merging ratio high-res", lambda t: parse_numbers(t, float), _set("token_merging_ratio_hr")),
 ]
 
 

@@ -3,7 +3,8 @@ import importlib
 import sys
 
 BENCHMARKS = {"load": "modules.benchmark.load", "generate": "modules.benchmark.generate",
-              "conv": "modules.benchmark.conv", "mmdit": "modules.benchmark.mmdit"}
+              "conv": "modules.benchmark.conv", "mmdit": "modules.benchmark.mmdit",
+              "scale": "modules.benchmark.scale"}
 
 
 def main(argv: list[str]) -> int:

@@ -14,6 +14,9 @@ Implementations (--impls): `ours` = the app's default precision (modules.devices
 fp32 on the CPU), `ours-bf16` (--bf16: UNet and text encoder bf16; the VAE fp32 on the CPU),
 `diffusers` (its default: fp16 on CUDA, fp32 on the CPU) and `diffusers-bf16` (UNet and text encoder
 bf16, VAE fp32), so that the same-precision ratios and what --bf16 buys are all printed.
+`ours-fast` / `ours-bf16-fast` add A1111's speed settings (token merging ratio 0.5, Negative Guidance
+minimum sigma 1.0); their line gives the time ratio to the same run without them (target <= 0.7)
+and the mean pixel change of the picture (same seed).
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from modules import process_env
@@ -80,7 +84,8 @@ def _since(start: tuple[float, float]) -> tuple[float, float]:
     return wall - start[0], cpu - start[1]
 
 
-def run_ours(path: str, size: int, steps: int, device: str, bf16: bool = False) -> dict:
+def run_ours(path: str, size: int, steps: int, device: str, bf16: bool = False, fast: bool = False) -> dict:
+    """fast: A1111's speed settings, token merging ratio 0.5 and Negative Guidance minimum sigma 1.0."""
     from modules.devices import dtype_policy
     from modules.jobs import Job
     from modules.models.loader import load_model
@@ -97,18 +102,24 @@ def run_ours(path: str, size: int, steps: int, device: str, bf16: bool = False) 
     p = StableDiffusionProcessingTxt2Img(sd_model=model, env=ProcessingEnv(opts=opts, job=job), prompt=PROMPT,
                                          seed=1, steps=steps, width=size, height=size, sampler_name="Euler a",
                                          cfg_scale=7.0)
+    if fast:
+        p.token_merging_ratio, p.s_min_uncond = FAST_TOME, FAST_NGMS
+    last = {}  # the final denoised latent: random weights often decode to a saturated picture
+    p.env.callbacks.cfg.on_cfg_after_cfg.append(lambda params: last.update(latent=params.x))
     reset_peak_rss()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = _now()
-    process_images(p)
+    processed = process_images(p)
     _sync(device)
     total = _since(start)
+    image = np.asarray(processed.images[0].convert("RGB"), dtype=np.uint8)
     latent = torch.randn(1, 4, size // 8, size // 8, device=device)
     t0 = _now()
     vae.decode(model, latent)
     _sync(device)
-    return _result(times, total, _since(t0), device)
+    return {**_result(times, total, _since(t0), device), "image": image.tolist(),
+            "latent": last["latent"].float().cpu().numpy().tolist()}
 
 
 def build_diffusers(path: str, device: str, bf16: bool = False):
@@ -189,34 +200,62 @@ def run_diffusers(path: str, size: int, steps: int, device: str, bf16: bool = Fa
 IMPLS = {
     "ours": run_ours,
     "ours-bf16": lambda *a: run_ours(*a, bf16=True),
+    "ours-fast": lambda *a: run_ours(*a, fast=True),
+    "ours-bf16-fast": lambda *a: run_ours(*a, bf16=True, fast=True),
     "diffusers": run_diffusers,
     "diffusers-bf16": lambda *a: run_diffusers(*a, bf16=True),
 }
 # (numerator, denominator, what the ratio compares)
 RATIOS = [("ours", "diffusers", "defaults: both fp32 on the CPU, fp16 on CUDA"),
           ("ours-bf16", "diffusers-bf16", "both bf16"), ("ours-bf16", "diffusers", "ours --bf16 vs diffusers' default")]
+FAST_TOME, FAST_NGMS = 0.5, 1.0
+# (fast, plain): A1111's speed settings against the same precision without them
+SPEED_RATIOS = [("ours-fast", "ours"), ("ours-bf16-fast", "ours-bf16")]
 
 
 def child(argv: list[str]) -> int:
     which, path, size, steps, device = argv[0], argv[1], int(argv[2]), int(argv[3]), argv[4]
     run = IMPLS[which]
     with torch.no_grad():
-        print("RESULT " + json.dumps(run(path, size, steps, device)), flush=True)
+        result = run(path, size, steps, device)
+    image, latent = result.pop("image", None), result.pop("latent", None)
+    if image is not None and len(argv) > 5:  # where the parent wants the picture, to compare runs
+        np.save(argv[5], np.asarray(image, dtype=np.uint8))
+        np.save(argv[5].replace(".npy", "-latent.npy"), np.asarray(latent, dtype=np.float32))
+    print("RESULT " + json.dumps(result), flush=True)
     return 0
 
 
 def _run_child(which: str, path: Path, size: int, steps: int, device: str) -> dict:
-    """Ours runs in the environment the app sets up (modules.process_env), diffusers in the caller's."""
+    """Ours runs in the environment the app sets up (modules.process_env), diffusers in the caller's.
+    Ours also leaves its picture beside the checkpoint (`image_path` in the result)."""
+    image_path = path.parent / f"image-{which}-{size}.npy"
     cmd = [sys.executable, "-m", "modules.benchmark.generate", "--child", which, str(path), str(size), str(steps),
-           device]
+           device, str(image_path)]
     env = dict(os.environ)
     if which.startswith("ours"):
         process_env.apply(env)
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[7:])
+            return {**json.loads(line[7:]), "image_path": str(image_path) if image_path.exists() else None}
     raise RuntimeError(f"{which} at {size}px failed:\n{out.stderr[-3000:]}")
+
+
+def _speed_line(size: int, fast: str, plain: str, a: dict, b: dict) -> str:
+    """Time ratio of the speed settings, and how much they changed the picture (mean |difference|
+    over all pixels and channels, in 0-255 levels) and the final latent (random weights can decode
+    to a saturated picture, where the pixels cannot show a change)."""
+    change = "n/a"
+    if a.get("image_path") and b.get("image_path"):
+        x, y = (np.load(a["image_path"]).astype(np.int16), np.load(b["image_path"]).astype(np.int16))
+        la, lb = (np.load(r["image_path"].replace(".npy", "-latent.npy")) for r in (a, b))
+        change = (f"{np.abs(x - y).mean():.2f} levels (final latent: mean |change| "
+                  f"{np.abs(la - lb).mean() / np.abs(lb).mean():.1%} of its mean |value|)")
+    return (f"{size:>5} ratio {fast}/{plain} total (token merging {FAST_TOME} + NGMS {FAST_NGMS}): "
+            f"wall {a['total_s'] / b['total_s']:.2f}, CPU {a['total_cpu_s'] / b['total_cpu_s']:.2f} "
+            f"(target <= 0.7); UNet s/step {a['unet_s_per_step'] / b['unet_s_per_step']:.2f}; "
+            f"mean pixel change {change}")
 
 
 def main(argv: list[str]) -> int:
@@ -261,6 +300,9 @@ def main(argv: list[str]) -> int:
                     a, b = results[num], results[den]
                     print(f"{size:>5} ratio {num}/{den} total ({what}): wall {a['total_s'] / b['total_s']:.2f}, "
                           f"CPU {a['total_cpu_s'] / b['total_cpu_s']:.2f} (target <= 0.9)", flush=True)
+            for fast, plain in SPEED_RATIOS:
+                if fast in results and plain in results:
+                    print(_speed_line(size, fast, plain, results[fast], results[plain]), flush=True)
     return 0
 
 

@@ -11,7 +11,8 @@ jobs, a remote worker - hands it a GenerationRequest (plain data) and gets a Gen
   applied once and restored after (the checkpoint and VAE they name loaded), the task (dropdown script
   or process_images, depth2img, extras), and engine errors turned into RequestError.
 - run(ctx, request, job) = prepare + execute: what a remote worker calls (the queue is the front end's).
-- submit(ctx, request, ...) = prepare + wait for the queue + execute: what a front end calls.
+- submit(ctx, request, ...) = prepare + wait for the queue + execute: what a front end calls. With
+  workers (ctx.workers, modules.distributed) the job waits in the same queue and a worker runs it.
 """
 from __future__ import annotations
 
@@ -85,4 +86,6 @@ def submit(ctx, request: GenerationRequest, job: Job | None = None,
     cancelled() -> True withdraws it), then run it in this thread."""
     prepared = prepare(ctx, request)
     job = job or ctx.jobs.new_job(request.task)
+    if ctx.workers is not None:  # the same queue; the job runs on a worker (modules.distributed)
+        return ctx.workers.submit(request, prepared, job, on_wait=on_wait, cancelled=cancelled)
     return ctx.jobs.run(job, lambda j: execute(ctx, prepared, j), on_wait=on_wait, cancelled=cancelled)

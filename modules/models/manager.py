@@ -130,6 +130,10 @@ class ModelManager:
                 except Exception:
                     self._restore(previous)
                     raise
+                self._loaded[info.filename] = loaded
+                self._apply_vae_choice(loaded)
+                self._notify(loaded)  # the new model is current when the callbacks run (A1111)
+                return loaded
             self._loaded[info.filename] = loaded
             self._apply_vae_choice(loaded)
             return loaded
@@ -182,12 +186,14 @@ class ModelManager:
                 offloader = Offloader(self.device).install(model, self.offload)
         loaded = LoadedCheckpoint(info=info, model=model, config=str(config), offloader=offloader)
         log.info("loaded %s (config %s)", info.title, config)
+        return loaded
+
+    def _notify(self, loaded: LoadedCheckpoint) -> None:
         for callback in list(self.callbacks):
             try:
                 callback(loaded)
             except Exception:  # an extension's bug must not break model loading
                 log.exception("model-loaded callback %r failed", callback)
-        return loaded
 
     def _restore(self, previous: CheckpointInfo | None) -> None:
         """After a failed switch, bring back the model that was current (best effort)."""
@@ -196,6 +202,7 @@ class ModelManager:
         try:
             self._loaded[previous.filename] = self._read(previous)
             self._apply_vae_choice(self._loaded[previous.filename])
+            self._notify(self._loaded[previous.filename])
         except Exception:
             log.exception("could not reload %s after a failed switch", previous.title)
 

@@ -4,6 +4,7 @@
     patcher.add_attention_patch(my_attention, "output_blocks.*.attn1")
     patcher.add_block_output_patch("middle_block", lambda h: h * 1.1)
     patcher.add_weight_patch("model.diffusion_model.out.2.bias", delta)   # W += strength * delta
+    patcher.add_forward_hooks("*.transformer_blocks.*.attn1", pre=fn, post=fn2)  # torch hooks
     model_patcher.apply_for_job(p, patcher)           # in a script's process(); removed after the job
 
 Named points (`patch_points()` lists them): attention layers by their module path under the UNet
@@ -14,6 +15,8 @@ How each kind is applied, and removed exactly:
 - attention: the UNet's CrossAttention layers take an injectable attention function (ldm/attention.py);
   a patch `fn(q, k, v, heads, attention)` wraps the layer's current one, which is restored after.
 - block output: a torch forward hook on the block (`register_forward_hook`), removed by its handle.
+- forward hooks: torch forward pre-hooks / hooks on any UNet module by path ("" is the UNet itself),
+  removed by their handles (token merging, modules/models/tome.py, is built from these).
 - weights: the original tensor is copied aside once, the sum of the deltas is added in float32, and
   the original is copied back afterwards: bit-identical weights.
 `clone()` copies the list of patches, never the weights (ComfyUI's ModelPatcher idea).
@@ -45,6 +48,7 @@ class ModelPatcher:
         self._weights: dict[str, torch.Tensor] | None = None  # the model's parameters and buffers by key
         self.attention_patches: list[tuple[str, Callable]] = []
         self.block_patches: list[tuple[str, Callable]] = []
+        self.forward_hooks: list[tuple[str, Callable | None, Callable | None]] = []
         self.weight_patches: list[_WeightPatch] = []
         self._saved_attention: dict[str, Any] = {}
         self._hooks: list = []
@@ -66,6 +70,7 @@ class ModelPatcher:
         other = ModelPatcher(self.model, self._unet)
         other.attention_patches = list(self.attention_patches)
         other.block_patches = list(self.block_patches)
+        other.forward_hooks = list(self.forward_hooks)
         other.weight_patches = list(self.weight_patches)
         return other
 
@@ -102,6 +107,17 @@ class ModelPatcher:
         self.block_patches.append((block, fn))
         return self
 
+    def add_forward_hooks(self, where: str, pre: Callable | None = None,
+                          post: Callable | None = None) -> "ModelPatcher":
+        """torch hooks on the UNet modules whose path matches the glob `where` ("" = the UNet):
+        pre(module, args) -> new args or None; post(module, args, output) -> new output or None."""
+        self._matching(self.modules(), where, "UNet module")
+        self.forward_hooks.append((where, pre, post))
+        return self
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return dict(self.unet.named_modules())
+
     def add_weight_patch(self, key: str, patch, strength: float = 1.0) -> "ModelPatcher":
         """W += strength * patch (a tensor of W's shape), or W = patch(W) when patch is callable."""
         params = self.weights()
@@ -120,6 +136,7 @@ class ModelPatcher:
         try:
             self._apply_attention()
             self._apply_blocks()
+            self._apply_forward_hooks()
             self._apply_weights()
         except Exception:
             self.remove()
@@ -141,6 +158,15 @@ class ModelPatcher:
             for name in self._matching(blocks, where, "UNet block"):
                 hook = blocks[name].register_forward_hook(lambda _m, _inp, out, fn=fn: fn(out))
                 self._hooks.append(hook)
+
+    def _apply_forward_hooks(self) -> None:
+        modules = self.modules()
+        for where, pre, post in self.forward_hooks:
+            for name in self._matching(modules, where, "UNet module"):
+                if pre is not None:
+                    self._hooks.append(modules[name].register_forward_pre_hook(pre))
+                if post is not None:
+                    self._hooks.append(modules[name].register_forward_hook(post))
 
     @torch.no_grad()
     def _apply_weights(self) -> None:

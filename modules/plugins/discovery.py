@@ -19,6 +19,7 @@ from pathlib import Path
 
 from modules.plugins import git
 from modules.plugins import install as extensions_install
+from modules.plugins.compat import ldm_paths
 from modules.script_callbacks import extension_scope
 from modules.scripts import script_classes_in
 
@@ -138,18 +139,26 @@ def order_extensions(exts: list[Extension]) -> tuple[list[Extension], list[tuple
 def import_script(path: Path, scope) -> list:
     """Import one scripts/*.py under the extension's scope (script_callbacks.ExtensionScope), with the
     extension folder on sys.path during the import (A1111 does this; extensions import their own
-    helper modules that way). Returns the scripts.ScriptClass records of its Script subclasses."""
+    helper modules that way), with the original LDM module paths available (compat.ldm_paths), inside
+    the front end's ui_context (Gradio 3 compatibility). The module
+    is named after its file, as A1111 names it ("xyz_grid.py": extensions find scripts by
+    `script_class.__module__`), and kept in sys.modules under a unique name too. Returns the
+    scripts.ScriptClass records of its Script subclasses."""
     module_name = f"sdwebui_extension_{_identifier(scope.extension)}_{_identifier(path.stem)}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
+    spec = importlib.util.spec_from_file_location(path.name, path)
     module = importlib.util.module_from_spec(spec)
     saved_path = list(sys.path)
     sys.path.insert(0, str(path.parent.parent))
-    sys.modules[module_name] = module  # dataclasses, pickle and tracebacks look modules up by name
+    # dataclasses, pickle and tracebacks look modules up by name
+    sys.modules[module_name] = module
+    a1111_name_is_ours = sys.modules.setdefault(path.name, module) is module
     try:
-        with extension_scope(scope):
+        with ldm_paths.installed(), scope.registry.ui_context(scope), extension_scope(scope):
             spec.loader.exec_module(module)
     except BaseException:
         sys.modules.pop(module_name, None)
+        if a1111_name_is_ours:
+            sys.modules.pop(path.name, None)
         raise
     finally:
         sys.path[:] = saved_path

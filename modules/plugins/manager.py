@@ -192,9 +192,15 @@ class ExtensionManager:
 
 
 def load_extensions(ctx, run_installers: bool = True,
-                    install_timeout: float = extensions_install.DEFAULT_TIMEOUT) -> ExtensionManager:
-    """Load everything and attach it to ctx (see the module docstring)."""
+                    install_timeout: float = extensions_install.DEFAULT_TIMEOUT,
+                    ui_environment=None) -> ExtensionManager:
+    """Load everything and attach it to ctx (see the module docstring). ui_environment: the front
+    end's context for extension code that imports or builds UI (CallbackRegistry.ui_environment;
+    the web UI's is webui/ui/gradio3_compat.environment)."""
     registry = CallbackRegistry(ctx)
+    registry.ui_environment = ui_environment
+    from modules.plugins.compat import builtin_lora
+    builtin_lora.register()  # A1111's `import lora` (its built-in Lora extension's module)
     manager = ExtensionManager(ctx, registry, install_timeout)
     manager.load(run_installers)
     service = ScriptsService(registry, manager.script_classes, manager.loaded)

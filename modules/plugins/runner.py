@@ -69,6 +69,7 @@ class ScriptRunner:
         self._scopes: dict[int, Any] = {}
         self._names: dict[int, list[str] | None] = {}
         self._defaults: list = [0]
+        self._ui_failed: set[int] = set()
         self._described = False
         self._lock = threading.RLock()
         self.ui_sandbox: Callable[[], Any] | None = None
@@ -80,11 +81,11 @@ class ScriptRunner:
         return self.alwayson_scripts + self.selectable_scripts
 
     def _add(self, sc: ScriptClass) -> None:
-        where = f"{sc.path.name} ({sc.script_class.__name__})"
+        where = f"{sc.file.name} ({sc.script_class.__name__})"
         ok, script = self.registry.guarded(sc.scope, where, sc.script_class)
         if not ok:
             return
-        script.filename, script.extension = str(sc.path), sc.extension
+        script.filename, script.extension = sc.path, sc.extension
         script.is_txt2img, script.is_img2img = not self.is_img2img, self.is_img2img
         ok, visibility = self.registry.guarded(sc.scope, f"{where} show()", script.show, self.is_img2img)
         if not ok or not visibility:
@@ -104,13 +105,32 @@ class ScriptRunner:
 
     # -- controls -------------------------------------------------------------------------------
     def build_ui(self, script: Script) -> list:
-        """Call script.ui() (inside the caller's UI context); the components, [] if it failed."""
+        """Call script.ui() (inside the caller's UI context and the front end's ui_context for the
+        extension); the components, [] if it failed (then ui_failed(script) is True)."""
         where = f"{_title(script)} ui()"
-        ok, controls = self.registry.guarded(self.scope_of(script), where, script.ui, self.is_img2img)
+        ok, controls = self.registry.guarded_ui(self.scope_of(script), where, script.ui, self.is_img2img)
         components, names = normalize_controls(controls if ok else None)
         script.controls = controls if ok else None
         self._names[id(script)] = names
+        (self._ui_failed.discard if ok else self._ui_failed.add)(id(script))
         return components
+
+    def ui_failed(self, script: Script) -> bool:
+        return id(script) in self._ui_failed
+
+    def component_hooks(self, component, kwargs: dict, phase: str) -> None:
+        """Script.before_component/after_component and on_*_component(elem_id=...) of this tab's
+        scripts for one component of the page (phase "before" or "after")."""
+        from modules.scripts import OnComponent
+        elem_id = kwargs.get("elem_id")
+        for script in self.scripts:
+            scope = self.scope_of(script)
+            method = getattr(script, f"{phase}_component")
+            self.registry.guarded_ui(scope, f"{_title(script)} {phase}_component()", method, component, **kwargs)
+            for wanted, callback in getattr(script, f"on_{phase}_component_elem_id", None) or []:
+                if wanted == elem_id:
+                    self.registry.guarded_ui(scope, f"{_title(script)} on_{phase}_component({elem_id})",
+                                             callback, OnComponent(component))
 
     def set_layout(self, components_by_script: dict[int, list]) -> None:
         """Assign args_from/args_to in `self.scripts` order from the built components; defaults and

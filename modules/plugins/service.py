@@ -4,7 +4,10 @@
 - `ui_tabs()`: the on_ui_tabs callbacks' tabs as (title, elem_id, render) - call it outside any
   Gradio Blocks (the callbacks build their own Blocks), then call render() inside a gr.Tab;
 - `css()` / `javascript()`: the extensions' style.css and javascript/*.js for the page;
+- `before_ui()`, `component_created(component, kwargs, phase)`: on_before_ui and the component callbacks
+  (webui/ui/component_hooks.py calls them while the page is built; `current_runner` is the tab's runner);
 - `app_started(demo, app)`, `infotext_pasted(infotext, params)`, `unload()`: the remaining callbacks;
+- `paste_bindings`, `extra_pages`: what infotext_utils / ui_extra_networks registered;
 - `set_ui_sandbox(factory)`: the front end's "build components off-page" context (see plugins.runner).
 """
 from __future__ import annotations
@@ -28,6 +31,10 @@ class ScriptsService:
         self.extensions = list(extensions)  # the loaded (enabled) ones, in load order
         self.scripts_txt2img = ScriptRunner(classes, False, registry)
         self.scripts_img2img = ScriptRunner(classes, True, registry)
+        self.current_runner: ScriptRunner | None = None  # the tab being built (A1111's scripts_current)
+        self.paste_bindings: list = []  # infotext_utils.register_paste_params_button, wired by the UI
+        self.paste_fields: dict = {}    # infotext_utils.add_paste_fields: extensions' own tabs
+        self.extra_pages: list = []     # ui_extra_networks.register_page (no browser shows them yet)
 
     def runner(self, is_img2img: bool) -> ScriptRunner:
         return self.scripts_img2img if is_img2img else self.scripts_txt2img
@@ -37,10 +44,20 @@ class ScriptsService:
             r.ui_sandbox = factory
 
     # -- UI ----------------------------------------------------------------------------------------
+    def before_ui(self) -> None:
+        self.registry.call_ui("before_ui")
+
+    def component_created(self, component, kwargs: dict, phase: str) -> None:
+        """on_before_component / on_after_component (phase "before" / "after") for one component of
+        the page, then the hooks of the scripts of the tab being built."""
+        self.registry.call_ui(f"{phase}_component", component, **kwargs)
+        if self.current_runner is not None:
+            self.current_runner.component_hooks(component, kwargs, phase)
+
     def ui_tabs(self) -> list[tuple[str, str, Callable[[], Any]]]:
         """Run the on_ui_tabs callbacks; malformed results are reported, not raised."""
         tabs, seen = [], set()
-        for cb, result in self.registry.call("ui_tabs"):
+        for cb, result in self.registry.call_ui("ui_tabs"):
             for item in result or []:
                 if not (isinstance(item, (list, tuple)) and len(item) >= 2 and hasattr(item[0], "render")):
                     self.registry.report(cb.scope.extension, f"callback on_ui_tabs ({cb.name})",

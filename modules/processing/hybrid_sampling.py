@@ -13,6 +13,7 @@ from typing import Any, Optional
 import torch
 
 from modules.conditioning import PromptEncoder
+from modules.processing.sample import CFG_PP_SCALE
 from modules.sampling import samplers
 from modules.sampling.cfg_denoiser import CFGDenoiser
 from modules.sampling.rng import ImageRNG
@@ -66,6 +67,7 @@ def sample_hybrid(model, settings: SamplingSettings, image_cond: torch.Tensor, l
     batch = image_cond.shape[0]
     info, scheduler = samplers.resolve_sampler_and_scheduler(settings.sampler_name, settings.scheduler)
     denoiser = samplers.make_denoiser(inner if inner is not None else model)
+    scheduler = samplers.concrete_scheduler(info, scheduler, settings.opts)
     schedule, _ = samplers.schedule_settings(info, scheduler, settings.opts)
     sigmas, t_enc = samplers.pass_sigmas(info, settings.steps, denoiser, scheduler,
                                          denoising_strength if init_latent is not None else None, **schedule)
@@ -78,11 +80,13 @@ def sample_hybrid(model, settings: SamplingSettings, image_cond: torch.Tensor, l
     seeds = [seed + i for i in range(batch)]
     rng = ImageRNG(latent_shape, seeds, device=device, factor=model.vae_scale_factor)
     noise = rng.first() if noise is None else noise.to(device)
-    cfg = CFGDenoiser(denoiser, total_steps=t_enc, interrupt=interrupt)
+    cfg = CFGDenoiser(denoiser, total_steps=t_enc, interrupt=interrupt, keep_uncond=info.cfg_pp,
+                      cond_scale_multiplier=CFG_PP_SCALE if info.cfg_pp else 1.0)
     extra_args = {"cond": cond, "uncond": uncond, "cond_scale": settings.cfg_scale, "image_cond": image_cond}
     kwargs = dict(extra_args=extra_args, callback=cfg.callback,
                   noise_sampler=samplers.make_noise_sampler(info, noise, sigmas, rng, seeds=seeds),
-                  options=samplers.SamplerOptions(eta=settings.eta))
+                  options=samplers.SamplerOptions(eta=settings.eta, extra=samplers.options_from_settings(
+                      info, settings.opts)))
     with torch.no_grad():
         if init_latent is not None:
             return samplers.sample_img2img(cfg, init_latent, noise, sigmas, info, **kwargs)

@@ -5,7 +5,7 @@ the "parameters" text (prompt, "Negative prompt:" line, "key: value" pairs).
 """
 from __future__ import annotations
 
-from modules.processing.sample import sampler_options
+from modules.processing.sample import sampler_options, token_merging_ratio
 from modules.sampling import samplers
 
 VERSION = "v1.10.1"  # A1111's version string: tools that read infotexts check it
@@ -38,6 +38,9 @@ def generation_params(p, index: int, seeds=None, subseeds=None) -> dict:
         "Clip skip": None if opts.CLIP_stop_at_last_layers <= 1 else opts.CLIP_stop_at_last_layers,
         "ENSD": opts.eta_noise_seed_delta if (opts.eta_noise_seed_delta and sampler is not None
                                               and sampler.uses_ensd) else None,
+        "Token merging ratio": _nonzero(token_merging_ratio(p)),
+        "Token merging ratio hr": _nonzero(token_merging_ratio(p, for_hr=True)) if getattr(p, "enable_hr", False)
+        else None,
         "RNG": opts.randn_source if opts.randn_source != "GPU" else None,
         "Tiling": "True" if p.tiling else None,
     }
@@ -47,3 +50,7 @@ def generation_params(p, index: int, seeds=None, subseeds=None) -> dict:
     params["Version"] = VERSION
     return {k: v for k, v in params.items() if v is not None}
 
+
+
+def _nonzero(value: float) -> float | None:
+    return value or None

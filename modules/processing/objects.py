@@ -148,13 +148,15 @@ class StableDiffusionProcessing:
     extra_generation_params: dict = field(default_factory=dict)
     overlay_images: list | None = None
     eta: float | None = None
-    s_min_uncond: float = 0.0
+    s_min_uncond: float | None = None  # None: the setting (Negative Guidance minimum sigma)
     s_churn: float | None = None
     s_tmin: float | None = None
     s_tmax: float | None = None
     s_noise: float | None = None
     override_settings: dict = field(default_factory=dict)
     override_settings_restore_afterwards: bool = True
+    token_merging_ratio: float = 0.0     # 0: the settings' (sample.token_merging_ratio)
+    token_merging_ratio_hr: float = 0.0
     denoising_strength: float | None = None
     disable_extra_networks: bool = False
     scripts: Any = None          # ScriptHooks-like runner (extensions helper)
@@ -288,10 +290,13 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
 class Processed:
     """The result of process_images: images, their infotexts and seeds (A1111's names)."""
 
-    def __init__(self, p: StableDiffusionProcessing, images: list, seed: int = -1, info: str = "",
+    def __init__(self, p: StableDiffusionProcessing, images_list: list, seed: int = -1, info: str = "",
                  subseed: int | None = None, all_prompts=None, all_negative_prompts=None, all_seeds=None,
-                 all_subseeds=None, index_of_first_image: int = 0, infotexts=None, comments: str = ""):
+                 all_subseeds=None, index_of_first_image: int = 0, infotexts=None, comments: str = "",
+                 extra_images_list=None):
+        images = images_list  # A1111's parameter name (scripts pass images_list=...)
         self.images = images
+        self.extra_images = list(extra_images_list or [])
         self.prompt = p.prompt
         self.negative_prompt = p.negative_prompt
         self.seed = seed

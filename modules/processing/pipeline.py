@@ -21,16 +21,7 @@ from modules.processing import vae
 from modules.processing.img2img import init_img2img, sample_img2img
 from modules.processing.infotext import generation_params
 from modules.processing.inpaint import apply_overlay
-from modules.processing.objects import (  # noqa: F401  (A1111's names, re-exported for extensions)
-    ImageSaveParams,
-    PostprocessImageArgs,
-    Processed,
-    ProcessingCallbacks,
-    ProcessingEnv,
-    StableDiffusionProcessing,
-    StableDiffusionProcessingImg2Img,
-    StableDiffusionProcessingTxt2Img,
-)
+from modules.processing.objects import PostprocessImageArgs, Processed, StableDiffusionProcessing
 from modules.processing.prompts import (
     CondCache,
     activate_extra_networks,

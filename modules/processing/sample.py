@@ -4,15 +4,19 @@ sampler, progress and live preview. Shared by the pipelines; knows nothing of pr
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from modules.models import tome
 from modules.sampling import samplers
 from modules.sampling.cfg_denoiser import CFGDenoiser, LatentBlend, schedule_steps
 from modules.sampling.rng import ImageRNG
 from modules.sampling.schedules import Scheduler
+
+CFG_PP_SCALE = 1 / 12.5  # A1111: CFG++ maps the usual CFG scale range [0, 12.5] to its [0, 1]
 
 
 @dataclass
@@ -42,9 +46,11 @@ def steps_to_run(p, steps: int, denoising_strength: float | None, img2img: bool)
     return samplers.img2img_steps(steps, denoising_strength or 0.0, bool(p.opts.img2img_fix_steps))[1]
 
 
-def sampler_options(p) -> samplers.SamplerOptions:
-    """The request's eta / sigma parameters, else the options' (A1111: p.s_churn or opts.s_churn)."""
+def sampler_options(p, info: samplers.SamplerInfo | None = None) -> samplers.SamplerOptions:
+    """The request's eta / sigma parameters, else the options' (A1111: p.s_churn or opts.s_churn);
+    info: the pass's sampler (default p.sampler)."""
     opts = p.opts
+    info = info or p.sampler
 
     def pick(value, key):
         return getattr(opts, key) if value is None else value
@@ -52,11 +58,31 @@ def sampler_options(p) -> samplers.SamplerOptions:
     s_tmax = pick(p.s_tmax, "s_tmax")
     eta = p.eta
     if eta is None:
-        eta = opts.eta_ddim if p.sampler.name == "DDIM" else opts.eta_ancestral
+        eta = getattr(opts, info.eta_option)
     return samplers.SamplerOptions(eta=float(eta), s_churn=float(pick(p.s_churn, "s_churn")),
                                    s_tmin=float(pick(p.s_tmin, "s_tmin")),
                                    s_tmax=float(s_tmax) if s_tmax else math.inf,
-                                   s_noise=float(pick(p.s_noise, "s_noise")))
+                                   s_noise=float(pick(p.s_noise, "s_noise")),
+                                   extra=samplers.options_from_settings(info, opts))
+
+
+def token_merging_ratio(p, for_hr: bool = False) -> float:
+    """A1111's choice: the request's ratio, else the settings' (img2img and the hires pass have
+    their own settings, 0 meaning "the general one")."""
+    opts = p.opts
+    if for_hr:
+        return float(p.token_merging_ratio_hr or opts.token_merging_ratio_hr or p.token_merging_ratio
+                     or opts.token_merging_ratio)
+    if p.is_img2img:
+        overridden = "token_merging_ratio" in (p.override_settings or {}) and opts.token_merging_ratio
+        return float(p.token_merging_ratio or overridden or opts.token_merging_ratio_img2img
+                     or opts.token_merging_ratio)
+    return float(p.token_merging_ratio or opts.token_merging_ratio)
+
+
+def negative_guidance_min_sigma(p) -> float:
+    """NGMS: the request's s_min_uncond, else the setting."""
+    return float(p.opts.s_min_uncond if p.s_min_uncond is None else p.s_min_uncond)
 
 
 def make_rng(p, latent_shape, seeds, subseeds) -> ImageRNG:
@@ -94,9 +120,10 @@ def run_pass(p, spass: SamplingPass, rng: ImageRNG, previewer=None) -> torch.Ten
     info = spass.sampler
     denoiser = samplers.make_denoiser(p.sd_model)
     img2img = spass.init_latent is not None
-    schedule, schedule_infotext = samplers.schedule_settings(info, spass.scheduler, p.opts)
+    scheduler = samplers.concrete_scheduler(info, spass.scheduler, p.opts)
+    schedule, schedule_infotext = samplers.schedule_settings(info, scheduler, p.opts)
     p.extra_generation_params.update(schedule_infotext)
-    sigmas, t_enc = samplers.pass_sigmas(info, spass.steps, denoiser, spass.scheduler,
+    sigmas, t_enc = samplers.pass_sigmas(info, spass.steps, denoiser, scheduler,
                                          spass.denoising_strength if img2img else None,
                                          bool(p.opts.img2img_fix_steps), **schedule)
     device = model_device(p.sd_model)
@@ -109,18 +136,23 @@ def run_pass(p, spass: SamplingPass, rng: ImageRNG, previewer=None) -> torch.Ten
         blend = LatentBlend(spass.init_latent, spass.nmask)
     env = p.env
     cfg = CFGDenoiser(denoiser, total_steps=t_enc, max_batch=env.max_batch, hooks=env.callbacks.cfg,
-                      interrupt=p.job, blend=blend)
+                      interrupt=p.job, blend=blend, keep_uncond=info.cfg_pp,
+                      cond_scale_multiplier=CFG_PP_SCALE if info.cfg_pp else 1.0,
+                      ngms_all_steps=bool(p.opts.s_min_uncond_all), skip_early_cond=float(p.opts.skip_early_cond))
     noise_sampler = samplers.make_noise_sampler(info, noise, sigmas, rng, seeds=rng.seeds)
     callback = samplers.chain_callbacks(cfg.callback, Progress(p, spass, previewer))
     extra_args = {"cond": spass.cond, "uncond": spass.uncond, "cond_scale": spass.cfg_scale,
-                  "image_cond": spass.image_cond, "s_min_uncond": p.s_min_uncond}
+                  "image_cond": spass.image_cond, "s_min_uncond": negative_guidance_min_sigma(p)}
     kwargs = dict(extra_args=extra_args, callback=callback, noise_sampler=noise_sampler,
-                  options=sampler_options(p))
-    with torch.no_grad():
+                  options=sampler_options(p, info))
+    ratio = token_merging_ratio(p, for_hr=p.is_hr_pass)
+    merging = tome.token_merging_patcher(p.sd_model, ratio) if ratio > 0 else nullcontext()
+    with torch.no_grad(), merging:
         if img2img:
             samples = samplers.sample_img2img(cfg, spass.init_latent, noise, sigmas, info, **kwargs)
         else:
             samples = samplers.sample(cfg, noise, sigmas, info, **kwargs)
+    p.extra_generation_params.update(cfg.infotext)
     if blend is not None:
         samples = blend(samples)
     return samples

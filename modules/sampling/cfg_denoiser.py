@@ -126,11 +126,15 @@ class CFGDenoiser:
     in one). interrupt: an object with .interrupted/.skipped flags or a callable, checked every call.
     blend: called on the combined prediction (LatentBlend for inpainting), or on x before the UNet if
     blend_before. check_nans: raise NansError when the UNet output has NaNs.
+    keep_uncond: keep the unconditional prediction in `last_uncond` (CFG++); cond_scale_multiplier
+    scales cond_scale (CFG++: 1 / 12.5). ngms_all_steps, skip_early_cond: see skips_uncond.
     """
 
     def __init__(self, inner_model, total_steps: int, *, max_batch: int | None = None,
                  hooks: CFGHooks | None = None, interrupt=None, blend: Callable | None = None,
-                 blend_before: bool = False, check_nans: bool = True):
+                 blend_before: bool = False, check_nans: bool = True, keep_uncond: bool = False,
+                 cond_scale_multiplier: float = 1.0, ngms_all_steps: bool = False,
+                 skip_early_cond: float = 0.0):
         if max_batch is not None and max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.inner_model = inner_model
@@ -144,6 +148,14 @@ class CFGDenoiser:
         self.step = 0  # model calls so far: selects the conditioning (A1111's CFGDenoiser.step)
         self.sampling_step = 0  # the sampler's last reported step (A1111's state.sampling_step)
         self.last_denoised: torch.Tensor | None = None
+        # CFG++ samplers read the unconditional prediction (so it is never skipped for them)
+        self.keep_uncond = keep_uncond
+        self.last_uncond: torch.Tensor | None = None
+        self.cond_scale_multiplier = cond_scale_multiplier
+        self.ngms_all_steps = ngms_all_steps
+        self.skip_early_cond = skip_early_cond
+        self.infotext: dict = {}  # what a skipped negative prompt adds to the infotext (A1111's keys)
+        self.skipped_uncond_steps: list[int] = []  # model calls that ran without the negative prompt
 
     def callback(self, d: dict) -> None:
         """Pass to the sampler (chained with others) so hooks see the sampler's step."""
@@ -174,8 +186,9 @@ class CFGDenoiser:
         for hook in self.hooks.on_cfg_denoiser:
             hook(params)
 
-        # "NGMS" (A1111's s_min_uncond): on odd calls at low noise, skip the negative prompt
-        skip_uncond = bool(self.step % 2 and s_min_uncond > 0 and float(sigma[0]) < s_min_uncond)
+        skip_uncond = self.skips_uncond(float(sigma[0]), s_min_uncond)
+        if skip_uncond:
+            self.skipped_uncond_steps.append(self.step)
         n_cond = params.text_cond.shape[0]
         context = torch.cat(pad_to_same_length_batch(params.text_cond, params.text_uncond))
         rows = n_cond if skip_uncond else context.shape[0]
@@ -191,7 +204,10 @@ class CFGDenoiser:
         if self.check_nans and torch.isnan(x_out).any():
             raise NansError(NAN_MESSAGE)
 
-        denoised = combine_denoised(x_out, index, batch, 1.0 if skip_uncond else cond_scale)
+        if self.keep_uncond:
+            self.last_uncond = x_out[-batch:]
+        scale = 1.0 if skip_uncond else cond_scale * self.cond_scale_multiplier
+        denoised = combine_denoised(x_out, index, batch, scale)
         if self.blend is not None and not self.blend_before:
             denoised = self.blend(denoised)
         after = AfterCFGCallbackParams(denoised, self.sampling_step, self.total_steps)
@@ -200,6 +216,25 @@ class CFGDenoiser:
         self.last_denoised = after.x
         self.step += 1
         return after.x
+
+    def skips_uncond(self, sigma: float, s_min_uncond: float) -> bool:
+        """Whether this call runs without the negative prompt (then its stand-in is the first cond
+        prediction, combined with scale 1), as A1111 1.10 decides:
+        - "Skip Early CFG": the first skip_early_cond fraction of the calls;
+        - "NGMS" (Negative Guidance minimum sigma, s_min_uncond): below that sigma, on every other
+          call (every call with ngms_all_steps);
+        never for CFG++ samplers, which need the unconditional prediction."""
+        if self.keep_uncond:
+            return False
+        if self.skip_early_cond and self.step / max(self.total_steps, 1) <= self.skip_early_cond:
+            self.infotext["Skip Early CFG"] = self.skip_early_cond
+            return True
+        if (self.step % 2 or self.ngms_all_steps) and s_min_uncond > 0 and sigma < s_min_uncond:
+            self.infotext["NGMS"] = s_min_uncond
+            if self.ngms_all_steps:
+                self.infotext["NGMS all steps"] = True
+            return True
+        return False
 
     def _run_model(self, x, sigma, context, image_cond):
         rows = x.shape[0]

@@ -1,7 +1,8 @@
 """Sampler registry over k-diffusion, sigma schedules, and the sampling entry points.
 
 A sampler is a k-diffusion function `sample_x(model, x, sigmas, extra_args, callback, disable, ...)`
-(plus DDIM and LCM written the same way in sampling.functions). `model` is any callable
+(plus DDIM, DDIM CFG++, PLMS, Restart and LCM written the same way in sampling.functions, UniPC in
+sampling.unipc). `model` is any callable
 `(x, sigma, **extra_args) -> denoised`: usually a CFGDenoiser around `make_denoiser(ldm)`.
 
 txt2img:  sigmas = get_sigmas(info, steps, denoiser, scheduler)
@@ -20,7 +21,7 @@ import torch
 from k_diffusion import external as k_external
 from k_diffusion import sampling as k_sampling
 
-from modules.sampling import functions
+from modules.sampling import functions, unipc
 from modules.sampling.cfg_denoiser import SamplingInterrupted
 from modules.sampling.schedules import SCHEDULERS, Scheduler, build_sigmas, find_scheduler, option_kwargs
 
@@ -36,7 +37,14 @@ class SamplerInfo:
     brownian_noise: bool = False  # SDE samplers: noise from a per-image seeded Brownian tree
     uses_ensd: bool = False  # stochastic: eta noise seed delta changes the image
     eta_default: float = 1.0  # A1111's "eta (ancestral)" option; DDIM uses "eta (DDIM)" = 0
+    eta_option: str = "eta_ancestral"  # the setting eta comes from when the request has none
     fixed_options: dict = field(default_factory=dict)  # e.g. solver_type for "DPM++ 2M SDE Heun"
+    settings: tuple[tuple[str, str], ...] = ()  # (keyword, setting): sampler options read from settings
+    automatic: Callable | None = None  # opts -> Scheduler: "Automatic" decided by a setting (UniPC)
+    cfg_pp: bool = False  # CFG++: the sampler reads the CFG denoiser's unconditional prediction
+    # Every sampler here works on k-diffusion's x = x0 + sigma * eps (eps and v models, through
+    # make_denoiser). A rectified-flow family (SD3) runs the same table with its own denoiser and
+    # sigmas; a sampler whose update needs another form for flow gets an entry of its own.
 
     def accepts(self, option: str) -> bool:
         return option in inspect.signature(self.function).parameters
@@ -68,8 +76,15 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
        discard_next_to_last_sigma=True, uses_ensd=True, second_order=True),
     _k("DPM fast", "sample_dpm_fast", ["k_dpm_fast"], uses_ensd=True),
     _k("DPM adaptive", "sample_dpm_adaptive", ["k_dpm_ad"], uses_ensd=True),
+    SamplerInfo("Restart", functions.sample_restart, ("restart",), scheduler="karras", second_order=True),
     SamplerInfo("DDIM", functions.sample_ddim, ("ddim",), scheduler="ddim", eta_default=0.0,
-                uses_ensd=True),
+                eta_option="eta_ddim", uses_ensd=True),
+    SamplerInfo("DDIM CFG++", functions.sample_ddim_cfgpp, ("ddim_cfgpp",), scheduler="ddim", eta_default=0.0,
+                eta_option="eta_ddim", uses_ensd=True, cfg_pp=True),
+    SamplerInfo("PLMS", functions.sample_plms, ("plms",), scheduler="ddim"),
+    SamplerInfo("UniPC", unipc.sample_unipc, ("unipc",), automatic=unipc.automatic_scheduler,
+                settings=(("variant", "uni_pc_variant"), ("order", "uni_pc_order"),
+                          ("lower_order_final", "uni_pc_lower_order_final"))),
     SamplerInfo("LCM", functions.sample_lcm, ("k_lcm", "lcm"), scheduler="sgm_uniform"),
 )
 
@@ -116,10 +131,13 @@ def make_denoiser(model, quantize: bool = False):
     raise ValueError(f"unsupported model parameterization {parameterization!r}: expected 'eps' or 'v'")
 
 
-def concrete_scheduler(info: SamplerInfo, scheduler: str | Scheduler | None) -> Scheduler:
-    """The schedule that runs: "Automatic" is the sampler's own default."""
+def concrete_scheduler(info: SamplerInfo, scheduler: str | Scheduler | None, opts=None) -> Scheduler:
+    """The schedule that runs: "Automatic" is the sampler's own default (for UniPC: its skip-type
+    setting, read from opts)."""
     found = scheduler if isinstance(scheduler, Scheduler) else find_scheduler(scheduler)
-    return find_scheduler(info.scheduler) if found.function is None else found
+    if found.function is not None:
+        return found
+    return info.automatic(opts) if info.automatic is not None else find_scheduler(info.scheduler)
 
 
 def schedule_settings(info: SamplerInfo, scheduler: str | Scheduler | None, opts) -> tuple[dict, dict]:
@@ -127,7 +145,7 @@ def schedule_settings(info: SamplerInfo, scheduler: str | Scheduler | None, opts
     discarding the penultimate sigma), as A1111 records them; opts None: the schedules' defaults."""
     if opts is None:
         return {}, {}
-    kwargs, infotext = option_kwargs(concrete_scheduler(info, scheduler), opts)
+    kwargs, infotext = option_kwargs(concrete_scheduler(info, scheduler, opts), opts)
     if getattr(opts, "always_discard_next_to_last_sigma", False):
         kwargs["always_discard_next_to_last_sigma"] = True
         infotext["Discard penultimate sigma"] = True
@@ -187,6 +205,12 @@ class SamplerOptions:
     s_tmin: float = 0.0
     s_tmax: float = math.inf
     s_noise: float = 1.0
+    extra: dict = field(default_factory=dict)  # keyword options from settings (SamplerInfo.settings)
+
+
+def options_from_settings(info: SamplerInfo, opts) -> dict:
+    """The sampler's own options from the app settings (UniPC's variant, order...)."""
+    return {kwarg: getattr(opts, key) for kwarg, key in info.settings if hasattr(opts, key)}
 
 
 def sampler_kwargs(info: SamplerInfo, sigmas: torch.Tensor, options: SamplerOptions | None = None,
@@ -207,6 +231,7 @@ def sampler_kwargs(info: SamplerInfo, sigmas: torch.Tensor, options: SamplerOpti
     for name in ("s_churn", "s_tmin", "s_tmax", "s_noise"):
         if name in params:
             kwargs[name] = getattr(options, name)
+    kwargs.update({k: v for k, v in options.extra.items() if k in params})
     if noise_sampler is not None and "noise_sampler" in params:
         kwargs["noise_sampler"] = noise_sampler
     return kwargs
@@ -217,7 +242,7 @@ def infotext_params(info: SamplerInfo, options: SamplerOptions | None) -> dict:
     options = options or SamplerOptions()
     out = {}
     if info.accepts("eta") and options.eta is not None and options.eta != info.eta_default:
-        out["Eta DDIM" if info.name == "DDIM" else "Eta"] = options.eta
+        out["Eta DDIM" if info.eta_option == "eta_ddim" else "Eta"] = options.eta
     if info.accepts("s_churn"):
         defaults = {"s_churn": ("Sigma churn", 0.0), "s_tmin": ("Sigma tmin", 0.0),
                     "s_tmax": ("Sigma tmax", math.inf), "s_noise": ("Sigma noise", 1.0)}

@@ -98,7 +98,16 @@ def loras(ctx: AppContext) -> list[dict]:
     return _as_api(ctx, "lora", [])            # modules.lora.network.LoraDatabase
 
 
-def memory() -> dict:
+def memory(ctx: AppContext) -> dict:
+    """This process's RAM and CUDA memory (A1111's shape); with workers also `workers`: each one's
+    device, health, loaded models, current job and memory (modules.distributed.pool.describe)."""
+    out = _memory()
+    if ctx.workers is not None:
+        out["workers"] = ctx.workers.describe()
+    return out
+
+
+def _memory() -> dict:
 
     try:
         process = psutil.Process(os.getpid())

@@ -40,7 +40,7 @@ class _Generation(_Request):
     do_not_save_grid: bool = False
     eta: Optional[float] = None
     denoising_strength: Optional[float] = None
-    s_min_uncond: float = 0.0
+    s_min_uncond: Optional[float] = None  # None: the setting "Negative Guidance minimum sigma"
     s_churn: Optional[float] = None
     s_tmax: Optional[float] = None
     s_tmin: Optional[float] = None
@@ -254,3 +254,4 @@ class EmbeddingsResponse(BaseModel):
 class MemoryResponse(BaseModel):
     ram: dict[str, Any]
     cuda: dict[str, Any]
+    workers: list[dict[str, Any]] | None = None  # with --workers / --ray-address: one entry per worker

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from modules import cmd_args, request_settings, startup
 from modules.context import AppContext
 from modules.errors import RequestError
-from webui.api import extras, generation, imagecodec, listings, models, scripts_api, tool_routes
+from webui.api import a1111_routes, extras, generation, imagecodec, listings, models, scripts_api, tool_routes
 from webui.api.auth import BasicAuthMiddleware
 from webui.api.errors import ApiError, SafeRoute, http_error_handler, install_handlers
 
@@ -33,6 +33,7 @@ def install(app: FastAPI, ctx: AppContext) -> None:
     _model_routes(router, ctx)
     _list_routes(router, ctx)
     tool_routes.install(router, ctx)
+    a1111_routes.install(router, ctx)
     app.include_router(router)
     install_handlers(app)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
@@ -159,7 +160,7 @@ def _list_routes(router: APIRouter, ctx: AppContext) -> None:
                          response_model=list[models.SchedulerItem])
     router.add_api_route("/latent-upscale-modes", listings.latent_upscale_modes, methods=["GET"],
                          response_model=list[models.LatentUpscalerModeItem])
-    router.add_api_route("/memory", listings.memory, methods=["GET"], response_model=models.MemoryResponse)
+    router.add_api_route("/memory", _bound(listings.memory, ctx), methods=["GET"], response_model=models.MemoryResponse)
     for path, fn, model in (
             ("/upscalers", listings.upscalers, list[models.UpscalerItem]),
             ("/sd-models", listings.sd_models, list[models.SDModelItem]),

@@ -21,7 +21,8 @@ CSS = """
 .extra-network-card { position: relative; border-radius: 8px; overflow: hidden; cursor: pointer;
   background: #555 center / cover no-repeat; box-shadow: 0 0 2px #0006; }
 .extra-network-card .actions { position: absolute; bottom: 0; left: 0; right: 0; padding: 6px;
-  background: linear-gradient(transparent, #000c); color: #fff; }
+  background: linear-gradient(transparent, #000c); }
+.extra-network-card .actions * { color: #fff !important; }  /* over Gradio's prose colours */
 .extra-network-card .name { font-weight: bold; word-break: break-word; font-size: 0.95em; }
 .extra-network-card .description { font-size: 0.8em; opacity: 0.85; max-height: 3.6em; overflow: hidden; }
 .extra-network-hidden { display: none !important; }
@@ -31,8 +32,10 @@ JS_INSERT = ("(function(tab, text){const t=document.querySelector('#'+tab+'_prom
              "if(!t)return;const v=t.value.replace(/[\\s,]*$/,'');"
              "t.value=v.includes(text)?v:(v?v+', ':'')+text;"
              "t.dispatchEvent(new Event('input',{bubbles:true}));})")
+# Gradio's .input fires on typing only, so the title goes into a hidden box and a hidden button sends it
 JS_SWITCH = ("(function(tab, title){const t=document.querySelector('#'+tab+'_extra_networks_checkpoint textarea');"
-             "if(!t)return;t.value=title;t.dispatchEvent(new Event('input',{bubbles:true}));})")
+             "const b=document.querySelector('#'+tab+'_extra_networks_switch');if(!t||!b)return;"
+             "t.value=title;t.dispatchEvent(new Event('input',{bubbles:true}));setTimeout(()=>b.click(),0);})")
 
 
 @lru_cache(maxsize=512)
@@ -67,8 +70,9 @@ def cards_html(tab: str, cards: list[network_cards.Card], size: int) -> str:
     return f"<div class='extra-network-cards'>{''.join(parts)}</div>"
 
 
-def create(ctx: AppContext, tab: str, status=None) -> None:
-    """The browser for one generation tab (`tab`: txt2img / img2img)."""
+def create(ctx: AppContext, tab: str, ui=None) -> None:
+    """The browser for one generation tab (`tab`: txt2img / img2img); checkpoint cards switch the model
+    and update ui's top bar (its status line and checkpoint dropdown)."""
     views = []
     with gr.Accordion("Extra networks", open=False, elem_id=f"{tab}_extra_networks") as accordion:
         with gr.Tabs(elem_id=f"{tab}_extra_tabs"):
@@ -101,11 +105,16 @@ def create(ctx: AppContext, tab: str, status=None) -> None:
                          queue=False)
     switch = gr.Textbox(elem_id=f"{tab}_extra_networks_checkpoint", elem_classes=["extra-network-hidden"],
                         show_label=False, container=False)
+    switch_button = gr.Button(elem_id=f"{tab}_extra_networks_switch", elem_classes=["extra-network-hidden"])
+    status, dropdown = getattr(ui, "status", None), getattr(ui, "checkpoint", None)
     if status is not None:
+        outputs = [status] if dropdown is None else [status, dropdown]
+
         def do_switch(title):
             if not title:
-                return gr.skip()
-            return top_bar.switch_checkpoint(ctx, title)
-        switch.input(do_switch, inputs=switch, outputs=status, api_visibility="private",
-                     concurrency_id="generation", concurrency_limit=None)
+                return [gr.skip()] * len(outputs)
+            text = top_bar.switch_checkpoint(ctx, title)
+            return [text] if dropdown is None else [text, top_bar.checkpoint_update(ctx, ui)]
+        switch_button.click(do_switch, inputs=switch, outputs=outputs, api_visibility="private",
+                            concurrency_id="generation", concurrency_limit=None)
 

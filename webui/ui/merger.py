@@ -8,6 +8,7 @@ import gradio as gr
 from modules import merger
 from modules.context import AppContext
 from modules.models import merge
+from webui.ui import top_bar
 
 DESCRIPTIONS = {"No interpolation": "Result = A", "Weighted sum": "Result = A * (1 - M) + B * M",
                 "Add difference": "Result = A + (B - C) * M"}
@@ -20,9 +21,13 @@ def create_tab(ctx: AppContext, ui):
             gr.HTML("A merger of the checkpoints of the same family; the result is written to "
                     f"<code>{html.escape(str(ctx.paths.ckpt_dirs[0]))}</code> and listed at once.")
             with gr.Row():
-                primary = gr.Dropdown(titles, label="Primary model (A)", elem_id="modelmerger_primary_model_name")
-                secondary = gr.Dropdown(titles, label="Secondary model (B)", elem_id="modelmerger_secondary_model_name")
-                tertiary = gr.Dropdown(titles, label="Tertiary model (C)", elem_id="modelmerger_tertiary_model_name")
+                # empty until chosen, as A1111's (Gradio would preselect the first file in all three)
+                primary = gr.Dropdown(titles, value=None, label="Primary model (A)",
+                                      elem_id="modelmerger_primary_model_name")
+                secondary = gr.Dropdown(titles, value=None, label="Secondary model (B)",
+                                        elem_id="modelmerger_secondary_model_name")
+                tertiary = gr.Dropdown(titles, value=None, label="Tertiary model (C)",
+                                       elem_id="modelmerger_tertiary_model_name")
                 refresh = gr.Button("\U0001f504", size="sm", min_width=40, scale=0, elem_id="modelmerger_refresh")
             custom_name = gr.Textbox(label="Custom Name (Optional)", elem_id="modelmerger_custom_name")
             multiplier = gr.Slider(0.0, 1.0, value=0.3, step=0.05, label="Multiplier (M) - set to 0 to get model A",
@@ -49,6 +54,11 @@ def create_tab(ctx: AppContext, ui):
     method.change(lambda m: DESCRIPTIONS.get(m, ""), inputs=method, outputs=description,
                   api_visibility="private", queue=False)
 
+    top = [ui.checkpoint] if getattr(ui, "checkpoint", None) is not None else []
+
+    def extra_updates() -> tuple:  # the top bar's dropdown lists the new file too (as A1111's)
+        return (top_bar.checkpoint_update(ctx, ui),) if top else ()
+
     def do_merge(primary, secondary, tertiary, method, multiplier, save_as_half, custom_name, checkpoint_format,
                  config_source, bake_in_vae, discard_weights, save_metadata):
         try:
@@ -61,7 +71,8 @@ def create_tab(ctx: AppContext, ui):
             raise gr.Error(str(e)) from None
         titles = ui.checkpoint_titles()
         update = gr.update(choices=titles)
-        return f"Checkpoint saved to {html.escape(str(path))}", update, update, update
+        saved = f"Checkpoint saved to {html.escape(str(path))}"
+        return (saved, update, update, update) + extra_updates()
 
     def do_refresh():
         ctx.models.refresh()
@@ -71,6 +82,6 @@ def create_tab(ctx: AppContext, ui):
     refresh.click(do_refresh, outputs=[primary, secondary, tertiary], api_visibility="private")
     run.click(do_merge, inputs=[primary, secondary, tertiary, method, multiplier, save_as_half, custom_name,
                                 checkpoint_format, config_source, bake_in_vae, discard_weights, save_metadata],
-              outputs=[result, primary, secondary, tertiary], api_name="modelmerger",
+              outputs=[result, primary, secondary, tertiary, *top], api_name="modelmerger",
               concurrency_id="generation", concurrency_limit=None)
     return None

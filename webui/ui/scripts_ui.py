@@ -30,8 +30,10 @@ def create_ui(runner, tab: str) -> list:
                 built[id(script)] = _components(runner, script, runner.build_ui(script))
             groups.append(group)
         for script in runner.alwayson_scripts:
-            with gr.Group(elem_classes=["script-controls", "alwayson"]):
+            with gr.Group(elem_classes=["script-controls", "alwayson"]) as group:
                 built[id(script)] = _components(runner, script, runner.build_ui(script))
+            if runner.ui_failed(script):  # what ui() built before it failed is not shown (the
+                group.visible = False     # Extensions tab says why)
     runner.set_layout(built)
     if groups:
         def show(index):

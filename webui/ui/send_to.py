@@ -18,9 +18,10 @@ def _widget_value(component, value):
     return value
 
 
-def paste(ui, fields: dict, text: str) -> list:
-    """Updates for a tab's components (in `fields` order): the infotext's fields, and its settings as
-    "Override settings" entries the next job applies (the checkpoint only as the API would take it)."""
+def paste(ui, fields: dict, text: str, script_fields: list | None = None) -> list:
+    """Updates for a tab's components (in `fields` order, then the scripts' infotext fields): the
+    infotext's fields, and its settings as "Override settings" entries the next job applies (the
+    checkpoint only as the API would take it)."""
     values, settings, params = paste_infotext(ui.ctx, text or "")
     updates = []
     for name, component in fields.items():
@@ -30,6 +31,8 @@ def paste(ui, fields: dict, text: str) -> list:
             continue
         value = _widget_value(component, values[name]) if name in values else None
         updates.append(gr.update(value=value) if value is not None else gr.skip())
+    from webui.ui import extension_ui
+    updates += extension_ui.script_values(script_fields or [], params)
     return updates
 
 
@@ -40,10 +43,13 @@ def wire(ui, tabs: dict, tab_set: gr.Tabs) -> None:
         if png is None or tab is None:
             continue
         fields = {k: v for k, v in tab.fields.items() if k != "styles"}
+        from webui.ui import extension_ui
+        script_fields = extension_ui.script_paste_fields(ui, target)  # Script.infotext_fields
 
-        def send(text, fields=fields, target=target):
-            return [*paste(ui, fields, text), gr.Tabs(selected=target)]
-        button_of(png).click(send, inputs=png.infotext, outputs=[*fields.values(), tab_set],
+        def send(text, fields=fields, target=target, script_fields=script_fields):
+            return [*paste(ui, fields, text, script_fields), gr.Tabs(selected=target)]
+        button_of(png).click(send, inputs=png.infotext,
+                             outputs=[*fields.values(), *(c for c, _ in script_fields), tab_set],
                              api_name=f"pnginfo_send_to_{target}")
     img, extras = tabs.get("img2img"), tabs.get("tab_extras")
     for name in ("txt2img", "img2img"):

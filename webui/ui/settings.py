@@ -1,6 +1,8 @@
 """Settings tab: every option of the registry, grouped by section, with Apply and Reload UI."""
 from __future__ import annotations
 
+import re
+
 import gradio as gr
 
 from modules import request_settings
@@ -10,7 +12,7 @@ from modules.options import OptionInfo
 from webui.ui import named_params
 
 SECTIONS = {
-    "sd": "Stable Diffusion", "sampler": "Sampler parameters", "saving": "Saving images",
+    "sd": "Stable Diffusion", "sampler": "Sampler parameters", "optimizations": "Optimizations", "saving": "Saving images",
     "paths": "Paths for saving", "previews": "Live previews", "ui": "User interface",
     "upscaling": "Upscaling", "face-restoration": "Face restoration", "extensions": "Extensions",
 }
@@ -66,6 +68,19 @@ def apply_settings(ctx: AppContext, keys: list[str], values: list) -> str:
     return msg
 
 
+def parameter_names(keys: list[str]) -> list[str]:
+    """Setting keys as Python identifiers (the key itself when it is one), each distinct."""
+    names, seen = [], set()
+    for key in keys:
+        name = key if key.isidentifier() else re.sub(r"\W", "_", key)
+        name = name if name.isidentifier() else f"setting_{name}"
+        while name in seen:
+            name += "_"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
 def create_tab(ctx: AppContext, choices_for=None) -> None:
     keys, components = [], []
     with gr.Row():
@@ -83,12 +98,16 @@ def create_tab(ctx: AppContext, choices_for=None) -> None:
                     "are in the bar at the top of the page.", elem_id="settings_quicksettings_note")
     with gr.Tabs(elem_id="settings"):
         for section, section_keys in by_section.items():
-            with gr.Tab(SECTIONS.get(section, section.title()), elem_id=f"settings_{section}"):
+            title = SECTIONS.get(section) or ctx.opts.section_labels.get(section) or section.title()
+            with gr.Tab(title, elem_id=f"settings_{section}"):
                 for key in section_keys:
                     keys.append(key)
                     components.append(component_for(key, ctx.opts.registry[key], request_settings.current_value(ctx, key), choices_for))
-    # one named parameter per setting key, default None = unchanged
-    apply_fn = named_params.named(lambda **values: apply_settings(ctx, keys, [values[k] for k in keys]),
-                                  dict.fromkeys(keys))
-    apply.click(apply_fn, inputs_kwargs=dict(zip(keys, components, strict=True)), outputs=result, api_name="apply_settings")
+    # one named parameter per setting key, default None = unchanged (extensions' keys such as
+    # "tac_activeIn.txt2img" become valid parameter names: "tac_activeIn_txt2img")
+    names = parameter_names(keys)
+    apply_fn = named_params.named(lambda **values: apply_settings(ctx, keys, [values[n] for n in names]),
+                                  dict.fromkeys(names))
+    apply.click(apply_fn, inputs_kwargs=dict(zip(names, components, strict=True)), outputs=result,
+                api_name="apply_settings")
     reload.click(None, js="() => { setTimeout(() => location.reload(), 200); }")

@@ -11,7 +11,7 @@ import gradio as gr
 from modules import infotext
 from modules.context import AppContext
 from modules.generation import GenerationRequest
-from webui.ui import generation, named_params, widgets
+from webui.ui import generation, named_params, top_bar, widgets
 
 
 @dataclass
@@ -101,8 +101,12 @@ def wire_common(ctx: AppContext, ui, tab: str, prompt: widgets.PromptRow, seed: 
     seed.reuse.click(widgets.reuse_seed_value, inputs=[result.seeds, seed.seed], outputs=seed.seed,
                      show_progress="hidden", api_visibility="private")
     for box, counter in ((prompt.prompt, prompt.prompt_tokens), (prompt.negative_prompt, prompt.negative_tokens)):
-        box.input(ui.token_counter_html, inputs=box, outputs=counter, show_progress="hidden",
-                  trigger_mode="always_last", api_visibility="private", queue=False)
+        # .change, not .input: text put in by a card, a style, paste or "send to" is counted too
+        box.change(ui.token_counter_html, inputs=box, outputs=counter, show_progress="hidden",
+                   trigger_mode="always_last", api_visibility="private", queue=False)
+    if getattr(ui, "status", None) is not None:  # the model loads on first use: say which one is loaded now
+        result.infotext.change(lambda: top_bar.model_status(ctx), outputs=ui.status, show_progress="hidden",
+                               api_visibility="private", queue=False)
     prompt.save_style.click(ui.save_style, inputs=[prompt.style_name, prompt.prompt, prompt.negative_prompt],
                             outputs=[prompt.styles, prompt.style_name], api_name=f"{tab}_save_style")
     prompt.clear.click(lambda: ("", ""), outputs=[prompt.prompt, prompt.negative_prompt], api_visibility="private",

@@ -74,8 +74,17 @@ def set_clip_skip(ctx: AppContext, value) -> None:
     ctx.opts.save()
 
 
-def create(ctx: AppContext, ui) -> gr.Markdown:
+def checkpoint_update(ctx: AppContext, ui):
+    """The checkpoint dropdown after a file was added or the model switched elsewhere (merger, cards)."""
+    current = ctx.models.current if ctx.models else None
+    return gr.update(choices=ui.checkpoint_titles(), value=current.info.title) if current else \
+        gr.update(choices=ui.checkpoint_titles())
+
+
+def create(ctx: AppContext, ui) -> tuple[gr.Markdown, gr.Dropdown | None]:
+    """The bar; returns the model status line and the checkpoint dropdown (None when not a quick setting)."""
     quick = set(ctx.opts.quicksettings_list)
+    ckpt = None
     with gr.Row(elem_id="quicksettings"):
         if "sd_model_checkpoint" in quick:
             current = ctx.models.current if ctx.models else None
@@ -108,4 +117,4 @@ def create(ctx: AppContext, ui) -> gr.Markdown:
                   concurrency_id="generation", concurrency_limit=None)
     if "CLIP_stop_at_last_layers" in quick:
         clip_skip.release(lambda v: set_clip_skip(ctx, v), inputs=clip_skip, api_visibility="private")
-    return status
+    return status, ckpt

@@ -2,6 +2,7 @@
 counting, scripts, the optional tabs, and "send to" wiring between tabs."""
 from __future__ import annotations
 
+import contextlib
 import html
 import tempfile
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ class UiState:
     ext_tabs: list = field(default_factory=list)  # on_ui_tabs: built before the page's Blocks
     native_size: int = 512  # default width/height: what the default checkpoint was trained at
     status: object = None  # the top bar's model status (checkpoint cards switch the model and update it)
+    checkpoint: object = None  # the top bar's checkpoint dropdown (the merger adds files, cards switch)
 
     @classmethod
     def from_context(cls, ctx: AppContext) -> "UiState":
@@ -107,7 +109,21 @@ class UiState:
 
     def extra_networks(self, tab: str) -> None:
         from webui.ui import extra_networks_ui
-        extra_networks_ui.create(self.ctx, tab, self.status)
+        extra_networks_ui.create(self.ctx, tab, self)
+
+    @contextlib.contextmanager
+    def building(self, tab: str):
+        """While a generation tab is built, its scripts see its components (A1111's scripts_current:
+        Script.before_component / after_component)."""
+        scripts = self.ctx.services.scripts
+        if scripts is None:
+            yield
+            return
+        scripts.current_runner = scripts.runner(tab == "img2img")
+        try:
+            yield
+        finally:
+            scripts.current_runner = None
 
     def scripts_block(self, tab: str, is_img2img: bool) -> ScriptsBlock:
         runner = self.scripts_runner(is_img2img)
@@ -135,12 +151,13 @@ class UiState:
 
     @staticmethod
     def css(ctx: AppContext) -> str:
-        from webui.ui import extra_networks_ui
-        base = ".token-counter.over { color: #d33; } .comments { color: #b60; margin: 0; }" + extra_networks_ui.CSS
+        from webui.ui import extra_networks_ui, widgets
+        base = (".token-counter.over { color: #d33; } .comments { color: #b60; margin: 0; }" + widgets.CSS
+                + extra_networks_ui.CSS)
         scripts = ctx.services.scripts
         return base + ("\n" + scripts.css() if scripts is not None else "")
 
     @staticmethod
     def head(ctx: AppContext) -> str:
-        scripts = ctx.services.scripts
-        return scripts.javascript() if scripts is not None else ""
+        from webui.ui import extension_ui
+        return extension_ui.head(ctx)  # A1111's javascript helpers, then the extensions' javascript/

@@ -19,6 +19,14 @@ CLEAR = "\U0001f5d1\ufe0f"     # 🗑️ clear prompt
 APPLY_STYLES = "\U0001f4cb"     # 📋 apply the selected styles to the prompts
 EDIT_STYLES = "\U0001f58c\ufe0f"  # 🖌️ save the prompts as a style
 
+# A1111's token counter: in the top right corner of its prompt box, beside the label, not on a line of its own
+CSS = """
+.prompt-box { position: relative; }
+.prompt-box > .token-counter-box { position: absolute; top: 8px; right: 12px; z-index: 10; width: auto !important;
+  min-width: 0 !important; border: none !important; background: none !important; box-shadow: none !important; }
+.prompt-box > .token-counter-box .html-container { padding: 0 !important; font-size: 0.85em; opacity: 0.8; }
+"""
+
 
 @dataclass
 class PromptRow:
@@ -42,16 +50,20 @@ def prompt_row(tab: str, style_names: list[str]) -> PromptRow:
     its tool buttons (read parameters, clear, apply styles, edit styles) and the styles dropdown."""
     with gr.Row(elem_id=f"{tab}_toprow", equal_height=False):
         with gr.Column(scale=6, elem_id=f"{tab}_prompt_container"):
-            prompt = gr.Textbox(label="Prompt", lines=3, elem_id=f"{tab}_prompt",
-                                placeholder="Prompt (A1111 syntax: (emphasis:1.2), [from:to:when], AND, BREAK, <lora:name:1>)")
-            prompt_tokens = gr.HTML("0/75", elem_id=f"{tab}_token_counter")
-            negative = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{tab}_neg_prompt")
-            negative_tokens = gr.HTML("0/75", elem_id=f"{tab}_negative_token_counter")
+            with gr.Column(elem_classes=["prompt-box"]):  # the counter sits in the box's corner (CSS)
+                prompt = gr.Textbox(label="Prompt", lines=3, elem_id=f"{tab}_prompt",
+                                    placeholder="Prompt (A1111 syntax: (emphasis:1.2), [from:to:when], AND, BREAK, "
+                                                "<lora:name:1>)")
+                prompt_tokens = gr.HTML("0/75", elem_id=f"{tab}_token_counter", elem_classes=["token-counter-box"])
+            with gr.Column(elem_classes=["prompt-box"]):
+                negative = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{tab}_neg_prompt")
+                negative_tokens = gr.HTML("0/75", elem_id=f"{tab}_negative_token_counter",
+                                          elem_classes=["token-counter-box"])
         with gr.Column(scale=1, min_width=220, elem_id=f"{tab}_actions_column"):
             generate = gr.Button("Generate", variant="primary", elem_id=f"{tab}_generate")
             with gr.Row():
-                interrupt = gr.Button("Interrupt", elem_id=f"{tab}_interrupt", size="sm")
-                skip = gr.Button("Skip", elem_id=f"{tab}_skip", size="sm")
+                interrupt = gr.Button("Interrupt", elem_id=f"{tab}_interrupt", size="sm", min_width=60)
+                skip = gr.Button("Skip", elem_id=f"{tab}_skip", size="sm", min_width=60)
             with gr.Row(elem_id=f"{tab}_tools"):
                 paste = gr.Button(PASTE, size="sm", min_width=36, elem_id=f"{tab}_paste",
                                   elem_classes=["tool"])
