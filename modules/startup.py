@@ -64,12 +64,14 @@ def default_checkpoint(ctx: AppContext):
 
 
 DEMO_FILE = Path(__file__).resolve().parents[1] / "models" / "Stable-diffusion" / "demo" / "demo.safetensors"
+# the shipped demos: the v1 demo (+ its inpainting variant) and the SD3 demo
+DEMO_DIRS = tuple(DEMO_FILE.parents[1] / name for name in ("demo", "demo-sd3"))
 
 
 def is_demo(info) -> bool:
-    """A demo model that ships with the project (demo.safetensors or its inpainting variant beside it),
-    not a user's file that happens to be named demo."""
-    return info is not None and Path(info.filename).resolve().parent == DEMO_FILE.parent
+    """A demo model that ships with the project (in one of DEMO_DIRS), not a user's file that happens
+    to be named demo."""
+    return info is not None and Path(info.filename).resolve().parent in DEMO_DIRS
 
 
 def native_size(ctx: AppContext) -> int:

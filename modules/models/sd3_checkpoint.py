@@ -300,7 +300,9 @@ def load_sd3(path: Path, sd: dict[str, torch.Tensor], device, dtype: torch.dtype
     if missing:
         raise ValueError(missing_encoder_message(missing, path.name, dirs, problems))
     tokenizer = find_t5_tokenizer(dirs, download) if "t5xxl" in in_file or "t5xxl" in chosen else None
-    notes = _t5_notes(in_file, chosen, tokenizer, dirs)
+    declared = trained_encoders(path)
+    # a model trained without T5 (the CLIP-only demo) does not miss it
+    notes = _t5_notes(in_file, chosen, tokenizer, dirs) if declared is None or "t5xxl" in declared else []
     if tokenizer is None:  # T5 would never run: do not hold its weights
         chosen.pop("t5xxl", None)
         sd = {k: v for k, v in sd.items() if not k.startswith(ENCODER_PREFIX["t5xxl"])}
@@ -317,6 +319,21 @@ def load_sd3(path: Path, sd: dict[str, torch.Tensor], device, dtype: torch.dtype
     model.notes = notes
     model.sources = sources.names
     return model
+
+
+TRAINED_ENCODERS_KEY = "text_encoders"  # safetensors metadata: "clip_l,clip_g" for a model trained without T5
+
+
+def trained_encoders(path: Path) -> Optional[set[str]]:
+    """The text encoders a checkpoint says (in its metadata) it was trained with; None when it does not say."""
+    if Path(path).suffix.lower() != ".safetensors":
+        return None
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            value = (f.metadata() or {}).get(TRAINED_ENCODERS_KEY)
+    except (SafetensorError, OSError):
+        return None
+    return {name.strip() for name in value.split(",") if name.strip()} if value else None
 
 
 def _t5_notes(in_file, chosen, tokenizer, dirs) -> list[str]:

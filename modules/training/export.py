@@ -22,10 +22,15 @@ SCHEDULE_BUFFERS = ("betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alph
                     "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2")
 
 
+def is_schedule_buffer(key: str) -> bool:
+    """The model's schedule, or the x4 upscaler's noise-augmentation schedule (low_scale_model.*)."""
+    return key.rsplit(".", 1)[-1] in SCHEDULE_BUFFERS
+
+
 def checkpoint_tensors(model, dtype: torch.dtype = torch.float16) -> dict[str, torch.Tensor]:
     out = {}
     for key, value in model.state_dict().items():
-        if value.is_floating_point() and key not in SCHEDULE_BUFFERS:
+        if value.is_floating_point() and not is_schedule_buffer(key):
             value = value.to(dtype)
         out[key] = value.detach().contiguous().cpu()
     return out
@@ -50,7 +55,7 @@ def load_demo_model(yaml_path: Path | None = None, dtype: torch.dtype = torch.fl
     if not weights.is_file():
         raise ValueError(f"no weights at {weights}: train the demo model with `python -m modules.training.demo`")
     model = build_from_config(yaml_path, device="meta")
-    state = {k: (v.to(dtype) if v.is_floating_point() and k not in SCHEDULE_BUFFERS else v)
+    state = {k: (v.to(dtype) if v.is_floating_point() and not is_schedule_buffer(k) else v)
              for k, v in load_file(str(weights)).items()}
     model.load_state_dict(state, strict=True, assign=True)
     return model.eval()

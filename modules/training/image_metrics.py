@@ -73,3 +73,21 @@ def shape(image: np.ndarray) -> str | None:
     corners = np.concatenate([box[:qh, :qw].ravel(), box[:qh, -qw:].ravel(),
                               box[-qh:, :qw].ravel(), box[-qh:, -qw:].ravel()])
     return "square" if corners.mean() > 0.6 else "circle"
+
+
+def size(image: np.ndarray, threshold: float = 0.38) -> str | None:
+    """"small" or "large": the foreground's bounding-box side (the larger one) as a fraction of the
+    image, against a threshold between the trained widths (small 0.26-0.34, large 0.42-0.56)."""
+    mask = foreground_mask(image)
+    if mask.sum() < 4:
+        return None
+    ys, xs = np.nonzero(mask)
+    extent = max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1) / image.shape[1]
+    return "small" if extent < threshold else "large"
+
+
+def background(image: np.ndarray, palette: dict[str, tuple[int, int, int]]) -> str:
+    """The name of the palette colour nearest to the border's median colour."""
+    names = list(palette)
+    dist = ((np.array([palette[n] for n in names], dtype=np.float32) - background_color(image)) ** 2).sum(-1)
+    return names[int(dist.argmin())]

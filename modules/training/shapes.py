@@ -81,10 +81,10 @@ def mirrored(scene: Scene) -> Scene:
     return replace(scene, side=other, cx=1.0 - scene.cx)
 
 
-def render(scene: Scene, size: int = 64) -> np.ndarray:
-    """The scene as a uint8 RGB array [size, size, 3]."""
+def render(scene: Scene, size: int = 64, backgrounds: dict[str, tuple[int, int, int]] = BACKGROUNDS) -> np.ndarray:
+    """The scene as a uint8 RGB array [size, size, 3]; `backgrounds`: the colour of each background name."""
     big = size * SUPERSAMPLE
-    img = Image.new("RGB", (big, big), BACKGROUNDS[scene.background])
+    img = Image.new("RGB", (big, big), backgrounds[scene.background])
     draw = ImageDraw.Draw(img)
     fill = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(COLORS[scene.color], scene.color_jitter, strict=True))
     half = scene.width * big / 2

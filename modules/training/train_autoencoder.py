@@ -4,7 +4,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 
 from . import shapes
@@ -14,6 +16,14 @@ from .lpips import load_lpips
 from .trainer import OptimizerSpec, Trainer
 
 log = logging.getLogger(__name__)
+
+# (rng, n, size) -> images float [-1, 1] as numpy [n, 3, size, size]: where the training pictures come from
+ImageSource = Callable[[np.random.Generator, int, int], np.ndarray]
+
+
+def shapes_images(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+    """The v1 demo's pictures: one coloured shape on gray (shapes.batch, captions unused)."""
+    return shapes.batch(rng, n, size, drop=False)[0]
 
 
 @dataclass
@@ -33,13 +43,16 @@ class AutoencoderTraining:
 
 
 def init_low_logvar(ae, logvar: float) -> None:
-    """Shift quant_conv's log-variance outputs (second half of its channels) to `logvar`."""
+    """Shift the posterior's log-variance outputs (second half of the channels of quant_conv, or of the
+    encoder's conv_out in VAEs without quant convs, as SD3's) to `logvar`."""
+    conv = ae.quant_conv if ae.config.use_quant_conv else ae.encoder.conv_out
     with torch.no_grad():
-        ae.quant_conv.bias[ae.quant_conv.out_channels // 2:] = logvar
+        conv.bias[conv.out_channels // 2:] = logvar
 
 
-def train_autoencoder(ae, cfg: AutoencoderTraining, seed: int, checkpoint: Path | None = None) -> Trainer:
-    """Train `ae` (an AutoencoderKL) in place; returns the trainer (its step tells how far it got)."""
+def train_autoencoder(ae, cfg: AutoencoderTraining, seed: int, checkpoint: Path | None = None,
+                      images: ImageSource = shapes_images) -> Trainer:
+    """Train `ae` (an AutoencoderKL) in place on `images`; returns the trainer (its step tells how far it got)."""
     lpips = load_lpips(cfg.vgg_path, cfg.lpips_lin_path)
     if lpips is None:
         log.warning("LPIPS skipped: no VGG16 weights file at %s (perceptual loss needs one; "
@@ -50,7 +63,8 @@ def train_autoencoder(ae, cfg: AutoencoderTraining, seed: int, checkpoint: Path 
     if not cfg.train_encoder:
         # the latent space stays fixed (a diffusion model may already train on it), as SD's ft-MSE VAE
         ae.encoder.eval().requires_grad_(False)
-        ae.quant_conv.eval().requires_grad_(False)
+        if ae.config.use_quant_conv:
+            ae.quant_conv.eval().requires_grad_(False)
     trainer = Trainer(
         modules={"ae": ae, "disc": disc},
         optimizers={
@@ -63,7 +77,7 @@ def train_autoencoder(ae, cfg: AutoencoderTraining, seed: int, checkpoint: Path 
     )
 
     def step_fn(step, rng, gen):
-        x = torch.from_numpy(shapes.batch(rng, cfg.batch_size, cfg.image_size, drop=False)[0])
+        x = torch.from_numpy(images(rng, cfg.batch_size, cfg.image_size))
         with torch.set_grad_enabled(cfg.train_encoder):
             posterior = ae.encode(x)
         x_rec = ae.decode(posterior.sample(gen))
@@ -75,9 +89,7 @@ def train_autoencoder(ae, cfg: AutoencoderTraining, seed: int, checkpoint: Path 
 
 
 @torch.no_grad()
-def latent_scale_factor(ae, seed: int, n: int = 256, image_size: int = 64) -> float:
+def latent_scale_factor(ae, seed: int, n: int = 256, image_size: int = 64, images: ImageSource = shapes_images) -> float:
     """1 / std of the latents, so the UNet sees unit variance (how SD's 0.18215 was chosen)."""
-    import numpy as np
-
-    x = torch.from_numpy(shapes.batch(np.random.default_rng(seed), n, image_size, drop=False)[0])
+    x = torch.from_numpy(images(np.random.default_rng(seed), n, image_size))
     return float(1.0 / ae.encode(x).mode().flatten().std())

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from . import shapes
@@ -26,6 +27,9 @@ from .diffusion_loss import diffusion_loss
 from .trainer import OptimizerSpec, Trainer
 
 log = logging.getLogger(__name__)
+
+# (rng, n, size) -> (images float [-1, 1] numpy [n, 3, size, size], captions): the training pairs
+CaptionedSource = Callable[[np.random.Generator, int, int], tuple[np.ndarray, list[str]]]
 
 
 @dataclass
@@ -64,11 +68,13 @@ def diffusion_trainer(model, cfg: DiffusionTraining, seed: int, checkpoint: Path
 
 def train_diffusion(model, cfg: DiffusionTraining, seed: int, checkpoint: Path | None = None,
                     evaluate: Callable[[object, int], None] | None = None,
-                    image_conditioning: Callable | None = None) -> Trainer:
+                    image_conditioning: Callable | None = None, data: CaptionedSource | None = None) -> Trainer:
     """Train `model` (a LatentDiffusion whose first stage is trained) in place.
 
     evaluate(model_with_ema_weights, step) is called every cfg.eval_every steps.
-    image_conditioning(model, images [B, 3, H, W], rng) -> c_concat, for hybrid models (inpainting).
+    image_conditioning(model, images [B, 3, H, W], rng) -> c_concat, for hybrid models (inpainting,
+    depth), or a dict of cond parts ({"c_concat": [...], "c_adm": ...} for the x4 upscaler).
+    data: the captioned pictures (default: shapes.batch, with mirror pairs when cfg.mirror_pairs).
     """
     model.first_stage_model.eval().requires_grad_(False)
     nets = trainable(model)
@@ -77,13 +83,17 @@ def train_diffusion(model, cfg: DiffusionTraining, seed: int, checkpoint: Path |
     trainer = diffusion_trainer(model, cfg, seed, checkpoint)
 
     def step_fn(step, rng, gen):
-        images, captions, _ = shapes.batch(rng, cfg.batch_size, cfg.image_size, mirror_pairs=cfg.mirror_pairs)
+        if data is None:
+            images, captions, _ = shapes.batch(rng, cfg.batch_size, cfg.image_size, mirror_pairs=cfg.mirror_pairs)
+        else:
+            images, captions = data(rng, cfg.batch_size, cfg.image_size)
         x = torch.from_numpy(images)
         with torch.no_grad():
             z = model.get_first_stage_encoding(model.encode_first_stage(x), gen)
         cond = model.get_learned_conditioning(captions)
         if image_conditioning is not None:
-            cond = {"c_crossattn": [cond], "c_concat": [image_conditioning(model, x, rng)]}
+            parts = image_conditioning(model, x, rng)
+            cond = {"c_crossattn": [cond], **(parts if isinstance(parts, dict) else {"c_concat": [parts]})}
         loss = diffusion_loss(model, z, cond, gen, cfg.snr_gamma, cfg.high_noise_max, cfg.mirror_pairs)
         return {"diffusion": loss}, {"loss": loss.item()}
 

@@ -33,12 +33,13 @@ def model_status(ctx: AppContext) -> str:
         return "No model loaded yet (it loads on first use)."
     demo = startup.is_demo(current.info)
     inpainting = "inpainting" in str(current.config or "")
-    kind = f"demo {'inpainting ' if inpainting else ''}model, v1 layout"
+    layout = "SD3" if getattr(current.model, "parameterization", "") == "flow" else "v1"
+    kind = f"demo {'inpainting ' if inpainting else ''}model, {layout} layout"
     text = f"Loaded: **{current.info.title}** ({kind if demo else model_family(current.config)})"
     if demo:
         size = startup.native_size(ctx)
         text += (f" - a small demo model trained on coloured shapes at {size}x{size} (try \"a red circle\"); "
-                 f"put real SD v1/v2 checkpoints into `{ctx.paths.ckpt_dirs[0]}` and press {REFRESH}.")
+                 f"put real checkpoints (SD v1, v2, SD3) into `{ctx.paths.ckpt_dirs[0]}` and press {REFRESH}.")
     for note in getattr(current.model, "notes", ()):  # e.g. an SD3 model running without T5
         text += f" - {note}"
     return text
