@@ -75,12 +75,16 @@ def is_demo(info) -> bool:
 
 
 def native_size(ctx: AppContext) -> int:
-    """The image size the default checkpoint was trained at (yaml image_size x VAE factor): 512 for
-    SD 1.x, 768 for 2.x-v, 32 for the demo model. 512 when it cannot be told without loading."""
+    """The image size the default checkpoint was trained at: the file's `modelspec.resolution` (SD3
+    files, the SD3 demo), else its yaml's image_size x VAE factor (512 for SD 1.x, 768 for 2.x-v, 32 for
+    the v1 demo). 512 when it cannot be told without loading."""
     current = ctx.models.current if ctx.models else None
     info = current.info if current is not None else (default_checkpoint(ctx) if ctx.models else None)
     if info is None:
         return 512
+    declared = model_defaults.file_resolution(info.filename)
+    if declared is not None:
+        return declared[0]
     yaml = Path(info.filename).with_suffix(".yaml")
     try:
         params = load_config(yaml)["model"]["params"]
