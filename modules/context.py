@@ -37,6 +37,7 @@ class Services:
     upscalers: UpscalerTable = field(default_factory=UpscalerTable)  # image upscalers (Extras, hires fix)
     model_upscalers: Any = None  # modules.upscaler_models.ModelUpscalers: the files behind the model entries
     face_restorers: Any = None   # modules.face_restoration.service.FaceRestorers (GFPGAN, CodeFormer)
+    depth: Any = None  # modules.side_models.SideModel: depth2img's model (the loaded one, else the catalog's)
     scripts: ScriptsService | None = None  # the extensions' script runners, tabs, css/js
     callbacks: ProcessingCallbacks | None = None  # script_callbacks a job calls
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from modules import devices, model_defaults
 from modules.conditioning import make_conditioner
 from modules.context import AppContext
+from modules.depth_service import depth_models
 from modules.embeddings import EmbeddingDatabase
 from modules.face_restoration.service import FaceRestorers
 from modules.ldm.clip_text import shared_tokenizer
@@ -64,8 +65,8 @@ def default_checkpoint(ctx: AppContext):
 
 
 DEMO_FILE = Path(__file__).resolve().parents[1] / "models" / "Stable-diffusion" / "demo" / "demo.safetensors"
-# the shipped demos: the v1 demo (+ its inpainting variant) and the SD3 demo
-DEMO_DIRS = tuple(DEMO_FILE.parents[1] / name for name in ("demo", "demo-sd3"))
+# the shipped demos: the v1 demo (+ its inpainting variant), the SD3 demo, depth2img and the x4 upscaler
+DEMO_DIRS = tuple(DEMO_FILE.parents[1] / name for name in ("demo", "demo-sd3", "demo-depth", "demo-x4"))
 
 
 def is_demo(info) -> bool:
@@ -129,7 +130,8 @@ def count_tokens(ctx: AppContext, text: str) -> tuple[int, int]:
 
 
 def attach_services(ctx: AppContext) -> None:
-    """The prompt-side services, the upscaler table and the job callbacks (ProcessingEnv reads them)."""
+    """The prompt-side services, the upscaler table, depth2img's model and the job callbacks (ProcessingEnv
+    reads them)."""
     embeddings = EmbeddingDatabase([ctx.paths.embeddings_dir])
     loras = LoraDatabase([ctx.paths.lora_dir])
     services = ctx.services
@@ -143,6 +145,7 @@ def attach_services(ctx: AppContext) -> None:
     services.model_upscalers.refresh()
     services.face_restorers = FaceRestorers(ctx)
     services.upscalers.register(LDSRUpscaler(ctx).entry())
+    services.depth = depth_models(ctx)
 
 
 def attach_engine(ctx: AppContext, preload: bool = True, load_extensions: bool = True,

@@ -419,7 +419,7 @@ def test_api_auth_protects_every_route(auth_client):
             assert r.status_code == 401, (method, path, r.status_code)
             assert r.headers["www-authenticate"] == "Basic"
             checked += 1
-    assert checked == 39  # every A1111 1.10 route, with the Lora extension's and Forge's /sd-modules (test_api_a1111_routes)
+    assert checked == 40  # every A1111 1.10 route, with the Lora extension's and Forge's /sd-modules, and /depth2img
 
 
 @pytest.mark.parametrize("auth, status", [

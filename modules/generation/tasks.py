@@ -8,6 +8,7 @@ unless the request said do_not_save_samples), so every front end saves the same 
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 from PIL import Image
@@ -76,26 +77,42 @@ def _save(ctx, params: dict, result_images: list, texts: list, outdir_key: str, 
         images.save_image(image, folder, seed=seed, info=text, opts=ctx.opts, callbacks=ctx.services.callbacks)
 
 
+def depth_model(ctx):
+    """The loaded checkpoint when it is a depth model, else the catalog's depth checkpoint kept beside it
+    (services.depth: a user's before the shipped demo); with none, the error names what is loaded."""
+    current = ctx.models.current
+    if current is not None and depth.is_depth_model(current.model):
+        return current.model
+    side = ctx.services.depth
+    if side is not None and side.checkpoint() is not None:
+        return side.model()
+    loaded = startup.current_model(ctx)
+    if not depth.is_depth_model(loaded.model):  # before a prompt encoder is made for a model of another family
+        raise RequestError(depth.NOT_A_DEPTH_MODEL.format(title=model_family.of_model(loaded.model).title))
+    return loaded.model
+
+
 def run_depth2img(ctx, prepared: Prepared, job) -> GenerationResult:
     params = prepared.params
-    loaded = startup.current_model(ctx)
     settings = SamplingSettings(prompt=params.get("prompt") or "", negative_prompt=params.get("negative_prompt") or "",
                                 steps=int(params.get("steps") or 20), cfg_scale=float(params.get("cfg_scale", 7.0)),
                                 sampler_name=params["sampler_name"], scheduler=params["scheduler"],
-                                seed=int(params.get("seed", -1)), opts=ctx.opts)
+                                seed=int(params.get("seed", -1)), eta=params.get("eta"), opts=ctx.opts)
     request = depth.Depth2ImgRequest(image=params["image"], settings=settings,
                                      denoising_strength=float(params.get("denoising_strength", 0.75)),
+                                     width=params.get("width"), height=params.get("height"),
                                      depth_map=params.get("depth_map"), batch_size=int(params.get("batch_size") or 1))
     if job is not None:
         job.job_count, job.sampling_steps = 1, settings.steps
-    if not depth.is_depth_model(loaded.model):  # before a prompt encoder is made for a model of another family
-        raise RequestError(depth.NOT_A_DEPTH_MODEL.format(title=model_family.of_model(loaded.model).title))
-    encoder = PromptEncoder(loaded.model, ctx.opts, embeddings=ctx.services.embeddings)
+    model = depth_model(ctx)
+    encoder = PromptEncoder(model, ctx.opts, embeddings=ctx.services.embeddings)
     encoder.interrupt = job
-    out = depth.depth2img(loaded.model, request, encoder=encoder, interrupt=job)
+    out = depth.depth2img(model, request, encoder=encoder, interrupt=job)
     _save(ctx, params, out.images, out.infotexts, "outdir_img2img_samples", out.seed)
     seeds = [out.seed + i for i in range(len(out.images))]
-    return GenerationResult(images=out.images, infotexts=out.infotexts, seed=out.seed, all_seeds=seeds,
+    info = {"seed": out.seed, "all_seeds": seeds, "infotexts": out.infotexts, "depth_map": out.params.get("Depth map")}
+    return GenerationResult(images=out.images, infotexts=out.infotexts, info=json.dumps(info), seed=out.seed,
+                            all_seeds=seeds,
                             extra_images={"depth": out.depth_image},
                             interrupted=bool(job is not None and job.interrupted))
 

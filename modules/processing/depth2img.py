@@ -112,7 +112,8 @@ def depth_image_conditioning(model, source: torch.Tensor, depth_map: Optional[Im
 
 
 NOT_A_DEPTH_MODEL = ("depth2img needs a depth model (SD 2 512-depth-ema, 5-channel UNet), and the loaded checkpoint "
-                     "is {title}: load the depth model in the checkpoint dropdown")
+                     "is {title}: put a depth checkpoint (with v2-midas-inference.yaml beside it) into "
+                     "models/Stable-diffusion and refresh, or load one in the checkpoint dropdown")
 
 
 def is_depth_model(model) -> bool:

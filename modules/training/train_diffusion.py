@@ -44,7 +44,7 @@ class DiffusionTraining:
     snr_gamma: float | None = 5.0  # min-SNR weighting of low-noise steps; None for the plain LDM loss
     high_noise_max: float | None = 20.0  # up-weight high-noise steps (see high_noise_weight); None: off
     eval_every: int = 0  # steps between evaluations (0: never)
-    mirror_pairs: bool = True  # half of each batch mirrors the other half, same noise (see shapes.batch)
+    mirror_pairs: bool = True  # the batch's halves pair up and share noise (shapes.batch mirrors; data may pair otherwise)
 
 
 def trainable(model) -> dict[str, torch.nn.Module]:

@@ -1,4 +1,4 @@
-"""txt2img / img2img / extra-single-image requests -> the engine's entry point -> A1111's responses.
+"""txt2img / img2img / extra-single-image / depth2img requests -> the engine's entry point -> A1111's responses.
 
 Only parsing and rendering live here: the pydantic model's fields become a GenerationRequest (images
 decoded from base64, A1111's API-only switches such as save_images translated), modules.generation
@@ -18,6 +18,7 @@ from modules.processing.infotext import VERSION
 from webui.api import imagecodec
 from webui.api.errors import ApiError, field_error
 from webui.api.models import (
+    Depth2ImgRequest,
     ExtrasSingleImageRequest,
     StableDiffusionImg2ImgProcessingAPI,
     StableDiffusionTxt2ImgProcessingAPI,
@@ -85,6 +86,22 @@ def extra_single_image(ctx: AppContext, req: ExtrasSingleImageRequest) -> dict:
     result = run(ctx, GenerationRequest("extras", params))
     encoded = imagecodec.encode_png(result.images[0], result.infotext) if req.show_extras_results else None
     return {"html_info": f"<p>{html.escape(result.comments)}</p>" if result.comments else "", "image": encoded}
+
+
+def depth2img(ctx: AppContext, req: Depth2ImgRequest) -> dict:
+    """The depth2img tab over HTTP: the engine picks the depth model (the loaded one, else the catalog's,
+    a user's before the shipped demo) and answers the pictures and the depth map it used."""
+    if not req.init_images:
+        raise field_error("init_images", "depth2img needs a picture (base64) in init_images")
+    limit = int(ctx.opts.img_max_size)
+    params = {**req.model_dump(exclude={"init_images", "depth_map", "save_images"}),
+              "image": imagecodec.decode_image(req.init_images[0], ("init_images", 0), limit),
+              "depth_map": imagecodec.decode_image(req.depth_map, "depth_map", limit) if req.depth_map else None,
+              "do_not_save_samples": not req.save_images}
+    result = run(ctx, GenerationRequest("depth2img", params))
+    return {"images": [imagecodec.encode_png(im, text) for im, text in zip(result.images, result.infotexts,
+                                                                            strict=True)],
+            "depth_map": imagecodec.encode_png(result.extra_images["depth"]), "info": result.info}
 
 
 def info_json(result: GenerationResult) -> str:

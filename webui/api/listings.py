@@ -52,8 +52,17 @@ def upscaler_names(ctx: AppContext) -> list[str]:
 
 
 def upscalers(ctx: AppContext) -> list[dict]:
-    return [{"name": u.name, "model_name": u.model_name, "model_path": u.model_path, "model_url": None,
+    return [{"name": u.name, "model_name": u.model_name, "model_path": _model_path(u), "model_url": None,
              "scale": u.scale} for u in ctx.services.upscalers.entries()]
+
+
+def _model_path(upscaler) -> str | None:
+    """The entry's file, or the one its service found in the catalog now (SD x4: a user's or the demo)."""
+    if upscaler.model_path:
+        return upscaler.model_path
+    find = getattr(upscaler.service, "checkpoint", None)
+    path = find() if callable(find) else None
+    return str(path) if path else None
 
 
 def sd_models(ctx: AppContext) -> list[dict]:

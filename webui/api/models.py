@@ -113,6 +113,32 @@ class ImageToImageResponse(TextToImageResponse):
     pass
 
 
+class Depth2ImgRequest(_Request):
+    """Not an A1111 route (A1111 runs depth models through img2img): the depth2img tab's fields."""
+    init_images: list[str] = Field(description="base64 pictures; the first is used")
+    depth_map: Optional[str] = Field(None, description="base64 grayscale depth map (white = near) used instead "
+                                                       "of the model's estimate")
+    prompt: str = ""
+    negative_prompt: str = ""
+    seed: int = Field(-1, description="-1 = random")
+    sampler_name: Optional[str] = None
+    scheduler: Optional[str] = None
+    steps: int = 20
+    cfg_scale: float = 7.0
+    denoising_strength: float = 0.75
+    batch_size: int = 1
+    width: Optional[int] = Field(None, description="default: the picture's width")
+    height: Optional[int] = Field(None, description="default: the picture's height")
+    eta: Optional[float] = None
+    save_images: bool = Field(False, description="also save the results in the outputs folder (as A1111's API)")
+
+
+class Depth2ImgResponse(BaseModel):
+    images: list[str] = Field(description="base64 PNGs with the infotext chunk")
+    depth_map: str = Field(description="base64 PNG of the depth map used (white = near)")
+    info: str = Field(description="JSON string: seed, infotexts, depth map source (MiDaS or user)")
+
+
 class ExtrasSingleImageRequest(_Request):
     resize_mode: int = Field(0, description="0 scale by upscaling_resize, 1 to w x h")
     show_extras_results: bool = True

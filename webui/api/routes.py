@@ -52,6 +52,10 @@ def _generation_routes(router: APIRouter, ctx: AppContext) -> None:
     def extras_single_image_api(req: models.ExtrasSingleImageRequest):
         return generation.extra_single_image(ctx, req)
 
+    @router.post("/depth2img", response_model=models.Depth2ImgResponse)
+    def depth2imgapi(req: models.Depth2ImgRequest):
+        return generation.depth2img(ctx, req)
+
     @router.post("/png-info", response_model=models.PNGInfoResponse)
     def pnginfoapi(req: models.PNGInfoRequest):
         return extras.png_info(ctx, req)

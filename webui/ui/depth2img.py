@@ -16,7 +16,8 @@ from webui.ui.components import UploadImage
 def create_tab(ctx: AppContext, ui):
     tab = "depth2img"
     gr.Markdown("For SD 2 depth checkpoints (512-depth-ema): the depth of the image (MiDaS, or your own "
-                "grayscale depth map) keeps its shapes while the prompt repaints it.")
+                "grayscale depth map) keeps its shapes while the prompt repaints it. Without one, the shipped "
+                "demo (64x64 shapes before a background: try \"a green circle and a yellow square\") is used.")
     with gr.Row():
         with gr.Column():
             prompt = widgets.prompt_row(tab, ui.style_names())

@@ -4,6 +4,8 @@ Switching the checkpoint goes through the job queue, so it never happens under a
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
 from modules import startup
@@ -34,15 +36,26 @@ def model_status(ctx: AppContext) -> str:
     demo = startup.is_demo(current.info)
     inpainting = "inpainting" in str(current.config or "")
     layout = "SD3" if getattr(current.model, "parameterization", "") == "flow" else "v1"
-    kind = f"demo {'inpainting ' if inpainting else ''}model, {layout} layout"
+    folder = Path(current.info.filename).parent.name
+    kind = SCENE_DEMOS.get(folder, (f"demo {'inpainting ' if inpainting else ''}model, {layout} layout", ""))[0]
     text = f"Loaded: **{current.info.title}** ({kind if demo else model_family(current.config)})"
     if demo:
         size = startup.native_size(ctx)
-        text += (f" - a small demo model trained on coloured shapes at {size}x{size} (try \"a red circle\"); "
-                 f"put real checkpoints (SD v1, v2, SD3) into `{ctx.paths.ckpt_dirs[0]}` and press {REFRESH}.")
+        what = SCENE_DEMOS[folder][1] if folder in SCENE_DEMOS else (
+            f"a small demo model trained on coloured shapes at {size}x{size} (try \"a red circle\")")
+        text += (f" - {what}; put real checkpoints (SD v1, v2, SD3) into `{ctx.paths.ckpt_dirs[0]}` and press "
+                 f"{REFRESH}.")
     for note in getattr(current.model, "notes", ()):  # e.g. an SD3 model running without T5
         text += f" - {note}"
     return text
+
+
+SCENE_DEMOS = {  # folder -> (kind, what it is for)
+    "demo-depth": ("demo depth model, v2 depth layout",
+                   "a small demo trained on shapes before a background at 64x64: use it in the depth2img tab"),
+    "demo-x4": ("demo x4 upscaler, x4 layout",
+                "a small demo that upscales 16x16 pictures of shapes to 64x64: use it as 'SD x4' in Extras"),
+}
 
 
 def switch_checkpoint(ctx: AppContext, title: str):

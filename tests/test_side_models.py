@@ -1,0 +1,63 @@
+"""Models kept beside the main one: depth2img and 'SD x4' find their checkpoint in the catalog, a
+user's before a demo folder's, and say what to do when there is none."""
+from __future__ import annotations
+
+import pytest
+
+from modules import cmd_args, context, startup
+from modules.depth_service import is_depth_checkpoint
+from modules.ldm.latent_diffusion import LatentDepth2ImageDiffusion
+from modules.x4_service import is_x4_checkpoint
+from tests.api_support import make_context, write_tiny_checkpoint
+
+
+def shipped_context(tmp_path):
+    """The app as a user starts it: the data dir's checkpoints and the shipped demos."""
+    ctx = context.create_context(cmd_args.parse_args(["--data-dir", str(tmp_path)]))
+    startup.attach_engine(ctx, preload=False, load_extensions=False)
+    return ctx
+
+
+def test_depth_and_x4_checkpoints_are_told_apart_without_loading(tmp_path):
+    ckpts = tmp_path / "ckpts"
+    depth = write_tiny_checkpoint(ckpts, "d", "tiny-v2-depth")
+    x4 = write_tiny_checkpoint(ckpts, "u", "tiny-x4")
+    plain = write_tiny_checkpoint(ckpts, "p", "tiny-v1")
+    assert [is_depth_checkpoint(p) for p in (depth, x4, plain)] == [True, False, False]
+    assert [is_x4_checkpoint(p) for p in (depth, x4, plain)] == [False, True, False]
+    depth.with_suffix(".yaml").unlink()  # no yaml: the MiDaS keys in the header decide (none in the tiny one)
+    assert not is_depth_checkpoint(depth)
+
+
+def test_no_depth_checkpoint_says_what_to_do(tmp_path):
+    write_tiny_checkpoint(tmp_path / "models" / "Stable-diffusion", "plain", "tiny-v1")
+    ctx = make_context(tmp_path)
+    with pytest.raises(ValueError, match="depth checkpoint .* models/Stable-diffusion"):
+        ctx.services.depth.model()
+
+
+def test_a_depth_checkpoint_of_the_catalog_is_loaded_beside_the_main_model(tmp_path):
+    ckpts = tmp_path / "models" / "Stable-diffusion"
+    write_tiny_checkpoint(ckpts, "plain", "tiny-v1")
+    write_tiny_checkpoint(ckpts, "my-depth", "tiny-v2-depth")
+    ctx = make_context(tmp_path)
+    assert ctx.services.depth.checkpoint() == ckpts / "my-depth.safetensors"
+    model = ctx.services.depth.model()  # loaded beside the (not yet loaded) main model
+    assert isinstance(model, LatentDepth2ImageDiffusion) and ctx.models.current is None
+
+
+def test_a_users_checkpoints_win_over_the_shipped_demos(tmp_path):
+    ckpts = tmp_path / "models" / "Stable-diffusion"
+    write_tiny_checkpoint(ckpts, "my-depth", "tiny-v2-depth")
+    write_tiny_checkpoint(ckpts, "my-x4", "tiny-x4")
+    ctx = shipped_context(tmp_path)
+    assert ctx.services.depth.checkpoint() == ckpts / "my-depth.safetensors"
+    assert ctx.services.upscalers.get("SD x4").service.checkpoint() == ckpts / "my-x4.safetensors"
+
+
+def test_a_loaded_depth_model_is_used_as_it_is(tmp_path):
+    ckpts = tmp_path / "models" / "Stable-diffusion"
+    write_tiny_checkpoint(ckpts, "my-depth", "tiny-v2-depth")
+    ctx = make_context(tmp_path)
+    loaded = ctx.models.load("my-depth")
+    assert ctx.services.depth.model() is loaded.model
