@@ -33,11 +33,10 @@ from .train_diffusion import (
     DiffusionTraining,
     diffusion_trainer,
     ema_state_dict,
-    swapped_in_ema,
     train_diffusion,
 )
 from .train_inpaint import EXTRA_CHANNELS, inpainting_conditioning, inpainting_unet_state, random_masks
-from .trainer import Trainer
+from .trainer import Trainer, swapped_in_ema
 
 log = logging.getLogger("demo")
 

@@ -33,8 +33,9 @@ import torch.nn.functional as F
 from . import scene_configs as configs
 from . import scenes
 from .train_autoencoder import AutoencoderTraining, init_low_logvar, latent_scale_factor, train_autoencoder
-from .train_diffusion import DiffusionTraining, diffusion_trainer, swapped_in_ema, train_diffusion
+from .train_diffusion import DiffusionTraining, diffusion_trainer, train_diffusion
 from .train_midas import MidasTraining, init_positive_output, train_midas
+from .trainer import swapped_in_ema
 
 log = logging.getLogger("demo_scenes")
 

@@ -36,7 +36,8 @@ from modules.models.sd3_checkpoint import TRAINED_ENCODERS_KEY
 
 from . import sd3_shapes
 from .train_autoencoder import AutoencoderTraining, init_low_logvar, train_autoencoder
-from .train_flow import FlowTraining, flow_trainer, init_mmdit, swapped_in_ema, train_flow
+from .train_flow import FlowTraining, flow_trainer, init_mmdit, train_flow
+from .trainer import swapped_in_ema
 
 log = logging.getLogger("demo-sd3")
 

@@ -24,7 +24,7 @@ import torch
 
 from . import shapes
 from .diffusion_loss import diffusion_loss
-from .trainer import OptimizerSpec, Trainer
+from .trainer import OptimizerSpec, Trainer, swapped_in_ema
 
 log = logging.getLogger(__name__)
 
@@ -104,27 +104,6 @@ def train_diffusion(model, cfg: DiffusionTraining, seed: int, checkpoint: Path |
 
     trainer.run(step_fn, callback)
     return trainer
-
-
-class swapped_in_ema:
-    """Context manager: the model's trained networks hold their EMA weights inside the block."""
-
-    def __init__(self, model, trainer: Trainer):
-        self.model, self.trainer = model, trainer
-
-    def __enter__(self):
-        self.saved = {}
-        for name, net in trainable(self.model).items():
-            self.saved[name] = {k: v.clone() for k, v in net.state_dict().items()}
-            net.load_state_dict(self.trainer.averaged(name).state_dict())
-            net.eval()
-        return self.model
-
-    def __exit__(self, *exc):
-        for name, net in trainable(self.model).items():
-            net.load_state_dict(self.saved[name])
-            net.train()
-        return False
 
 
 def ema_state_dict(model, trainer: Trainer) -> dict[str, torch.Tensor]:

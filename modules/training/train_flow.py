@@ -30,7 +30,7 @@ from torch import nn
 from modules.ldm.mmdit import attention, timestep_embedding
 from modules.ldm.t5_tokenizer import MIN_LENGTH
 
-from .trainer import OptimizerSpec, Trainer
+from .trainer import OptimizerSpec, Trainer, swapped_in_ema
 
 log = logging.getLogger(__name__)
 
@@ -196,24 +196,3 @@ def train_flow(model, cfg: FlowTraining, seed: int, data: PairedSource, checkpoi
 
     trainer.run(step_fn, callback)
     return trainer
-
-
-class swapped_in_ema:
-    """Context manager: the trained networks hold their EMA weights (in eval mode) inside the block."""
-
-    def __init__(self, model, trainer: Trainer):
-        self.model, self.trainer = model, trainer
-
-    def __enter__(self):
-        self.saved = {}
-        for name, net in trainable(self.model).items():
-            self.saved[name] = {k: v.clone() for k, v in net.state_dict().items()}
-            net.load_state_dict(self.trainer.averaged(name).state_dict())
-            net.eval()
-        return self.model
-
-    def __exit__(self, *exc):
-        for name, net in trainable(self.model).items():
-            net.load_state_dict(self.saved[name])
-            net.train()
-        return False

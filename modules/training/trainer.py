@@ -160,3 +160,25 @@ class Trainer:
             self.ema_models[k].load_state_dict(sd)
         self.step = state["step"]
         log.info("resumed %s at step %d", path, self.step)
+
+
+class swapped_in_ema:
+    """Context manager: the trainer's networks (the model's trained parts) hold their EMA weights, in
+    eval mode, inside the block; their trained weights and train mode come back after it."""
+
+    def __init__(self, model, trainer: Trainer):
+        self.model, self.trainer = model, trainer
+
+    def __enter__(self):
+        self.saved = {}
+        for name, net in self.trainer.modules.items():
+            self.saved[name] = {k: v.clone() for k, v in net.state_dict().items()}
+            net.load_state_dict(self.trainer.averaged(name).state_dict())
+            net.eval()
+        return self.model
+
+    def __exit__(self, *exc):
+        for name, net in self.trainer.modules.items():
+            net.load_state_dict(self.saved[name])
+            net.train()
+        return False
