@@ -1,12 +1,16 @@
 """A checkpoint a tool keeps loaded beside the main model: the SD x4 upscaler (Extras, hires fix) and
 the depth model of depth2img. Found in the checkpoint catalog by a cheap look at the file (the yaml
-beside it, or the keys in the safetensors header); a user's checkpoint wins over the shipped demo.
+beside it, or the keys in the safetensors header); a user's checkpoint wins over a demo folder's.
 """
 from __future__ import annotations
 
 import threading
 from pathlib import Path
 from typing import Callable
+
+from safetensors import safe_open
+
+from modules.models.loader import load_model
 
 
 def yaml_says(path: Path, target: str) -> bool | None:
@@ -19,7 +23,6 @@ def has_key_prefix(path: Path, prefix: str) -> bool:
     """Whether a .safetensors file holds a tensor whose key starts with `prefix` (reads the header only)."""
     if path.suffix != ".safetensors":
         return False
-    from safetensors import safe_open
     try:
         with safe_open(str(path), framework="pt") as f:
             return any(k.startswith(prefix) for k in f.keys())
@@ -29,7 +32,7 @@ def has_key_prefix(path: Path, prefix: str) -> bool:
 
 class SideModel:
     """The model for one tool: the loaded checkpoint when `is_model` accepts it, else the first catalog
-    checkpoint `is_checkpoint` accepts (users' before the shipped demos), loaded once and kept."""
+    checkpoint `is_checkpoint` accepts (users' before the demos), loaded once and kept."""
 
     def __init__(self, ctx, is_checkpoint: Callable[[Path], bool], is_model: Callable[[object], bool],
                  missing: str):
@@ -41,7 +44,7 @@ class SideModel:
         self._path: Path | None = None
 
     def checkpoint(self) -> Path | None:
-        from modules.startup import is_demo
+        from modules.startup import is_demo  # here: startup builds the services that hold side models
 
         if self.ctx.models is None:  # the engine is not attached (a front end listing before start-up)
             return None
@@ -58,7 +61,6 @@ class SideModel:
             if path is None:
                 raise ValueError(self.missing)
             if self._path != path:
-                from modules.models.loader import load_model
                 self._model = None  # free the old one first
                 manager = self.ctx.models
                 self._model = load_model(path, device=manager.device, dtype=manager.dtype_unet,
