@@ -54,7 +54,7 @@ def test_extras_api_upscales_held_out_scenes_better_than_bicubic(tmp_path, sheet
 @pytest.mark.browser
 def test_the_browser_upscales_with_ldsr_in_extras(tmp_path, sheet):
     from modules import cmd_args, context, startup
-    from tests.browser_support import ARGS, CHROMIUM, browser_or_skip
+    from tests.browser_support import ARGS, CHROMIUM, browser_or_skip, choose
     from tests.live_server import LiveServer
 
     truth, low, bicubic = sheet
@@ -72,8 +72,7 @@ def test_the_browser_upscales_with_ldsr_in_extras(tmp_path, sheet):
         page.click("#tab_extras-button")
         page.set_input_files("#extras_image input[type=file]", str(source))
         page.wait_for_selector("#extras_image img")
-        page.locator("#extras_upscaler_1 input").fill("LDSR")
-        page.keyboard.press("Enter")
+        choose(page, "extras_upscaler_1", "LDSR")
         box = page.locator("#extras_upscaling_resize input[type=number]")
         box.fill("4")
         box.press("Enter")
