@@ -143,9 +143,12 @@ def build_demo_model(args) -> SD3:
     return model
 
 
-def paired_shapes(rng: np.random.Generator, n: int, size: int):
-    images, captions, _ = sd3_shapes.batch(rng, n, size, contrast_pairs=True)
-    return images, captions
+def paired_shapes(contrasts: tuple[str, ...]):
+    """The flow stage's data: contrast pairs that differ in one attribute of `contrasts`."""
+    def source(rng: np.random.Generator, n: int, size: int):
+        images, captions, _ = sd3_shapes.batch(rng, n, size, contrast_pairs=True, contrasts=contrasts)
+        return images, captions
+    return source
 
 
 def quick_eval(model, step: int) -> None:
@@ -163,8 +166,8 @@ def stage_flow(args):
     cfg = FlowTraining(steps=args.flow_steps, image_size=IMAGE_SIZE, batch_size=args.batch_size, lr=args.lr,
                        eval_every=args.eval_every)
     t0 = time.process_time()
-    trainer = train_flow(model, cfg, args.seed, paired_shapes, args.workdir / "flow.pt",
-                         quick_eval if args.eval_every else None)
+    source = paired_shapes(tuple(args.contrasts.split(",")))
+    trainer = train_flow(model, cfg, args.seed, source, args.workdir / "flow.pt", quick_eval if args.eval_every else None)
     log.info("flow stage: %.1f CPU min (evaluations included)", (time.process_time() - t0) / 60)
     return model, trainer
 
@@ -201,6 +204,8 @@ def parse_args(argv=None):
     p.add_argument("--ae-steps", type=int, default=1000)
     p.add_argument("--decoder-steps", type=int, default=600)
     p.add_argument("--flow-steps", type=int, default=4000)
+    p.add_argument("--contrasts", default=",".join(sd3_shapes.CONTRASTS),
+                   help=f"what the flow stage's contrast pairs differ in (any of {','.join(sd3_shapes.ALL_CONTRASTS)})")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--hidden", type=int, default=MMDIT["hidden_size"], help="MMDiT width")

@@ -31,7 +31,8 @@ BACKGROUNDS: dict[str, tuple[int, int, int]] = {
 SIDES = shapes.SIDES
 DROP = {"size": 0.5, "color": 0.15, "shape": 0.15, "side": 0.3, "background": 0.5}
 EMPTY_CAPTION_P = shapes.EMPTY_CAPTION_P
-CONTRASTS = ("side", "size", "background")  # what the two halves of a contrast pair differ in
+CONTRASTS = ("side", "size", "background")  # what the two halves of a contrast pair differ in (default)
+ALL_CONTRASTS = (*CONTRASTS, "shape")  # shape pairs: the demo's later flow steps (squares came out as blobs)
 
 
 def _centre_y(rng: np.random.Generator, width: float) -> float:
@@ -73,8 +74,8 @@ def caption(scene: Scene, rng: np.random.Generator | None = None, keep: tuple[st
 
 
 def contrasted(scene: Scene, attr: str, rng: np.random.Generator) -> Scene:
-    """The scene with `attr` changed: mirrored to the other side, the other size (same centre x), or
-    another background (never the shape's colour)."""
+    """The scene with `attr` changed: mirrored to the other side, the other size (same centre x),
+    another background (never the shape's colour), or another shape (same colour, size and place)."""
     if attr == "side":
         return shapes.mirrored(scene)
     if attr == "size":
@@ -84,14 +85,17 @@ def contrasted(scene: Scene, attr: str, rng: np.random.Generator) -> Scene:
     if attr == "background":
         others = [b for b in BACKGROUNDS if b not in (scene.background, scene.color)]
         return replace(scene, background=str(rng.choice(others)))
-    raise ValueError(f"unknown contrast {attr!r}; expected one of {CONTRASTS}")
+    if attr == "shape":
+        return replace(scene, shape=str(rng.choice([s for s in SHAPES if s != scene.shape])))
+    raise ValueError(f"unknown contrast {attr!r}; expected one of {ALL_CONTRASTS}")
 
 
-def batch(rng: np.random.Generator, n: int, size: int = 32, drop: bool = True, contrast_pairs: bool = False):
+def batch(rng: np.random.Generator, n: int, size: int = 32, drop: bool = True, contrast_pairs: bool = False,
+          contrasts: tuple[str, ...] = CONTRASTS):
     """n scenes -> (images float [-1, 1] as [n, 3, size, size] numpy, captions, scenes).
 
-    contrast_pairs: scene i + n/2 is scene i with one attribute changed (see `contrasted`), both
-    captions naming it, the rest of the caption the same."""
+    contrast_pairs: scene i + n/2 is scene i with one attribute of `contrasts` changed (see
+    `contrasted`), both captions naming it, the rest of the caption the same."""
     if not contrast_pairs:
         scenes = sample_scenes(rng, n)
         captions = [caption(s, rng if drop else None) for s in scenes]
@@ -99,7 +103,7 @@ def batch(rng: np.random.Generator, n: int, size: int = 32, drop: bool = True, c
         if n % 2:
             raise ValueError(f"contrast_pairs needs an even batch size, got {n}")
         first = sample_scenes(rng, n // 2)
-        attrs = [str(rng.choice(CONTRASTS)) for _ in first]
+        attrs = [str(rng.choice(contrasts)) for _ in first]
         second = [contrasted(s, a, rng) for s, a in zip(first, attrs, strict=True)]
         scenes = first + second
         captions = [caption(s, rng if drop else None, keep=(a,)) for s, a in zip(first, attrs, strict=True)]
@@ -112,7 +116,7 @@ def _swap_word(text: str, old: Scene, new: Scene, attr: str) -> str:
     """The first scene's caption for the second: the contrasted attribute's phrase replaced."""
     if not text:
         return text
-    phrase = {"side": "on the {}", "size": "{} ", "background": "on a {} background"}[attr]
+    phrase = {"side": "on the {}", "size": "{} ", "background": "on a {} background", "shape": " {}"}[attr]
     was, now = getattr(old, attr), getattr(new, attr)
     return text.replace(phrase.format(was), phrase.format(now), 1)
 
