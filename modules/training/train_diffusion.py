@@ -19,18 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from . import shapes
 from .diffusion_loss import diffusion_loss
-from .trainer import OptimizerSpec, Trainer, swapped_in_ema
+from .trainer import CaptionedSource, Trainer, ema_evaluation, joint_trainer, swapped_in_ema
 
 log = logging.getLogger(__name__)
-
-# (rng, n, size) -> (images float [-1, 1] numpy [n, 3, size, size], captions): the training pairs
-CaptionedSource = Callable[[np.random.Generator, int, int], tuple[np.ndarray, list[str]]]
-
 
 @dataclass
 class DiffusionTraining:
@@ -55,15 +50,7 @@ def trainable(model) -> dict[str, torch.nn.Module]:
 def diffusion_trainer(model, cfg: DiffusionTraining, seed: int, checkpoint: Path | None = None) -> Trainer:
     """The trainer over the model's trained networks (optimizer, EMA), resumed from `checkpoint` if it
     exists: what train_diffusion runs, and what the demo's export stages read the EMA weights from."""
-    nets = trainable(model)
-    params = [p for net in nets.values() for p in net.parameters()]
-    return Trainer(
-        modules=nets,
-        optimizers={"diffusion": OptimizerSpec(params, cfg.lr, (0.9, 0.99), cfg.weight_decay,
-                                               warmup_steps=cfg.warmup_steps, cosine_to=0.05, grad_clip=1.0)},
-        total_steps=cfg.steps, seed=seed, ema={name: cfg.ema_decay for name in nets},
-        checkpoint=checkpoint, desc=f"diffusion ({model.parameterization})",
-    )
+    return joint_trainer(trainable(model), cfg, seed, checkpoint, "diffusion", f"diffusion ({model.parameterization})")
 
 
 def train_diffusion(model, cfg: DiffusionTraining, seed: int, checkpoint: Path | None = None,
@@ -97,12 +84,7 @@ def train_diffusion(model, cfg: DiffusionTraining, seed: int, checkpoint: Path |
         loss = diffusion_loss(model, z, cond, gen, cfg.snr_gamma, cfg.high_noise_max, cfg.mirror_pairs)
         return {"diffusion": loss}, {"loss": loss.item()}
 
-    def callback(step):
-        if evaluate is not None and cfg.eval_every and step % cfg.eval_every == 0:
-            with swapped_in_ema(model, trainer):
-                evaluate(model, step)
-
-    trainer.run(step_fn, callback)
+    trainer.run(step_fn, ema_evaluation(model, trainer, evaluate, cfg.eval_every))
     return trainer
 
 

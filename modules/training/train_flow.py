@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,14 +29,9 @@ from torch import nn
 from modules.ldm.mmdit import attention, timestep_embedding
 from modules.ldm.t5_tokenizer import MIN_LENGTH
 
-from .trainer import OptimizerSpec, Trainer, swapped_in_ema
+from .trainer import CaptionedSource, Trainer, ema_evaluation, joint_trainer
 
 log = logging.getLogger(__name__)
-
-# (rng, n, size) -> (images float [-1, 1] numpy [n, 3, size, size], captions): the training pairs;
-# with paired=True the batch's halves are pairs (sd3_shapes.batch contrast_pairs) that share noise and time
-PairedSource = Callable[[np.random.Generator, int, int], tuple[np.ndarray, list[str]]]
-
 
 @dataclass
 class FlowTraining:
@@ -161,20 +155,13 @@ def flow_loss(model, z0: torch.Tensor, cond: dict, generator: torch.Generator | 
 def flow_trainer(model, cfg: FlowTraining, seed: int, checkpoint: Path | None = None) -> Trainer:
     """The trainer over the MMDiT and the text encoders (one AdamW, EMA of both), resumed from
     `checkpoint` when it exists."""
-    nets = trainable(model)
-    params = [p for net in nets.values() for p in net.parameters()]
-    return Trainer(
-        modules=nets,
-        optimizers={"flow": OptimizerSpec(params, cfg.lr, (0.9, 0.99), cfg.weight_decay,
-                                          warmup_steps=cfg.warmup_steps, cosine_to=0.05, grad_clip=1.0)},
-        total_steps=cfg.steps, seed=seed, ema={name: cfg.ema_decay for name in nets},
-        checkpoint=checkpoint, desc="rectified flow",
-    )
+    return joint_trainer(trainable(model), cfg, seed, checkpoint, "flow", "rectified flow")
 
 
-def train_flow(model, cfg: FlowTraining, seed: int, data: PairedSource, checkpoint: Path | None = None,
+def train_flow(model, cfg: FlowTraining, seed: int, data: CaptionedSource, checkpoint: Path | None = None,
                evaluate: Callable[[object, int], None] | None = None) -> Trainer:
-    """Train `model` (an SD3 whose VAE is trained) in place on `data`; evaluate(model with EMA
+    """Train `model` (an SD3 whose VAE is trained) in place on `data` (with cfg.paired, the batch's halves
+    are pairs - sd3_shapes.batch's contrast pairs - that share noise and time); evaluate(model with EMA
     weights, step) every cfg.eval_every steps."""
     model.first_stage_model.eval().requires_grad_(False)
     nets = trainable(model)
@@ -189,10 +176,5 @@ def train_flow(model, cfg: FlowTraining, seed: int, data: PairedSource, checkpoi
         loss = flow_loss(model, z0, conditioning(model, captions), gen, cfg.paired, cfg.logit_mean, cfg.logit_std)
         return {"flow": loss}, {"loss": loss.item()}
 
-    def callback(step):
-        if evaluate is not None and cfg.eval_every and step % cfg.eval_every == 0:
-            with swapped_in_ema(model, trainer):
-                evaluate(model, step)
-
-    trainer.run(step_fn, callback)
+    trainer.run(step_fn, ema_evaluation(model, trainer, evaluate, cfg.eval_every))
     return trainer

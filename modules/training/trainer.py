@@ -182,3 +182,33 @@ class swapped_in_ema:
             net.load_state_dict(self.saved[name])
             net.train()
         return False
+
+
+# (rng, n, size) -> (images float [-1, 1] numpy [n, 3, size, size], captions): a trainer's pictures
+CaptionedSource = Callable[[np.random.Generator, int, int], tuple[np.ndarray, list[str]]]
+
+
+def joint_trainer(nets: dict[str, nn.Module], cfg, seed: int, checkpoint: Path | None, optimizer: str,
+                  desc: str) -> Trainer:
+    """One AdamW over all of `nets` (cfg.lr after cfg.warmup_steps, cosine to 5% at cfg.steps, gradients
+    clipped at 1) and an EMA of each (cfg.ema_decay), resumed from `checkpoint` when it exists.
+    `optimizer` names the optimizer in the checkpoint."""
+    params = [p for net in nets.values() for p in net.parameters()]
+    return Trainer(
+        modules=nets,
+        optimizers={optimizer: OptimizerSpec(params, cfg.lr, (0.9, 0.99), cfg.weight_decay,
+                                             warmup_steps=cfg.warmup_steps, cosine_to=0.05, grad_clip=1.0)},
+        total_steps=cfg.steps, seed=seed, ema={name: cfg.ema_decay for name in nets},
+        checkpoint=checkpoint, desc=desc,
+    )
+
+
+def ema_evaluation(model, trainer: Trainer, evaluate: Callable[[object, int], None] | None,
+                   every: int) -> Callable[[int], None]:
+    """Trainer.run's callback: evaluate(model with its EMA weights, step) every `every` steps (0: never)."""
+    def callback(step: int) -> None:
+        if evaluate is not None and every and step % every == 0:
+            with swapped_in_ema(model, trainer):
+                evaluate(model, step)
+    return callback
+
