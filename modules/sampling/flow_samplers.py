@@ -22,6 +22,7 @@ from k_diffusion.sampling import BrownianTreeNoiseSampler, default_noise_sampler
 from tqdm.auto import trange
 
 from modules.sampling.flow import ancestral_step, half_log_snr, sigma_of_half_log_snr
+from modules.sampling.functions import lcm_steps
 
 
 def _euler(model, x, sigma, sigma_down, denoised, extra_args, s_in):
@@ -82,18 +83,9 @@ sample_ddim_rf = _ancestral(_euler, "sample_ddim_rf", default_eta=0.0)
 
 @torch.no_grad()
 def sample_lcm_rf(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None):
-    """Latent Consistency Model sampling on a flow path."""
-    extra_args = {} if extra_args is None else extra_args
-    noise_sampler = default_noise_sampler(x) if noise_sampler is None else noise_sampler
-    s_in = x.new_ones([x.shape[0]])
-    for i in trange(len(sigmas) - 1, disable=disable):
-        denoised = model(x, sigmas[i] * s_in, **extra_args)
-        if callback is not None:
-            callback({"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": denoised})
-        x = denoised
-        if sigmas[i + 1] > 0:
-            x = (1 - sigmas[i + 1]) * x + sigmas[i + 1] * noise_sampler(sigmas[i], sigmas[i + 1])
-    return x
+    """Latent Consistency Model sampling on a flow path: re-noised to (1 - sigma) x0 + sigma noise."""
+    return lcm_steps(model, x, sigmas, extra_args, callback, disable, noise_sampler,
+                     renoise=lambda x0, sigma, noise: (1 - sigma) * x0 + sigma * noise)
 
 
 def _brownian(x, sigmas, noise_sampler):

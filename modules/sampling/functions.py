@@ -39,6 +39,13 @@ def sample_ddim(model, x, sigmas, extra_args=None, callback=None, disable=None, 
 def sample_lcm(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None):
     """Latent Consistency Model sampling (Luo et al. 2023): jump to the prediction, re-noise to the
     next level."""
+    return lcm_steps(model, x, sigmas, extra_args, callback, disable, noise_sampler,
+                     renoise=lambda x0, sigma, noise: x0 + sigma * noise)
+
+
+def lcm_steps(model, x, sigmas, extra_args, callback, disable, noise_sampler, renoise):
+    """LCM's loop: x = the prediction, then renoise(x0, next sigma, noise) while the next sigma is > 0
+    (x0 + sigma * noise on SD's noise levels; the flow path's own form for rectified flow)."""
     extra_args = {} if extra_args is None else extra_args
     noise_sampler = default_noise_sampler(x) if noise_sampler is None else noise_sampler
     s_in = x.new_ones([x.shape[0]])
@@ -48,7 +55,7 @@ def sample_lcm(model, x, sigmas, extra_args=None, callback=None, disable=None, n
             callback({"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": denoised})
         x = denoised
         if sigmas[i + 1] > 0:
-            x = x + sigmas[i + 1] * noise_sampler(sigmas[i], sigmas[i + 1])
+            x = renoise(x, sigmas[i + 1], noise_sampler(sigmas[i], sigmas[i + 1]))
     return x
 
 
