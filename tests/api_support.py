@@ -2,9 +2,13 @@
 and small helpers the way clients use the API (base64 PNGs)."""
 from __future__ import annotations
 
+import atexit
 import base64
+import functools
 import io
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -16,12 +20,34 @@ from modules.context import create_context
 from tests.tiny import make_tiny_model, tiny_config_path
 
 
-def write_tiny_checkpoint(folder: Path, name: str, config: str = "tiny-v1", seed: int = 0) -> Path:
-    """A tiny random-weight checkpoint as users have them: `<name>.safetensors` + `<name>.yaml`."""
-    folder.mkdir(parents=True, exist_ok=True)
+@functools.cache
+def _checkpoint_cache() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="tiny-checkpoints-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+@functools.cache
+def _cached_checkpoint(config: str, seed: int) -> Path:
+    path = _checkpoint_cache() / f"{config}-{seed}.safetensors"
     model = make_tiny_model(config, seed=seed)
-    path = folder / f"{name}.safetensors"
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, path)
+    return path
+
+
+def write_tiny_checkpoint(folder: Path, name: str, config: str = "tiny-v1", seed: int = 0) -> Path:
+    """A tiny random-weight checkpoint as users have them: `<name>.safetensors` + `<name>.yaml`.
+
+    Each (config, seed) is written once per test run and hard-linked into the folders that want it:
+    some 80 data dirs of 15 MB copies filled a CI disk. The app replaces files rather than writing
+    into them (modules/atomic.py), so the links never change under each other's tests."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.safetensors"
+    path.unlink(missing_ok=True)  # never copy into an existing file: it may be one of the links
+    try:
+        os.link(_cached_checkpoint(config, seed), path)
+    except OSError:  # another file system, or one without hard links
+        shutil.copy(_cached_checkpoint(config, seed), path)
     shutil.copy(tiny_config_path(config), folder / f"{name}.yaml")
     return path
 
