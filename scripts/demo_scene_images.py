@@ -1,11 +1,13 @@
-"""Make the README's depth2img and x4 demo pictures and figures from the shipped demo models.
+"""Make the README's depth2img and x4 demo pictures and figures from the demo models (the shipped
+ones, or a training run's with --models; a demo that is not there is skipped).
 
     venv/bin/python scripts/demo_scene_images.py      # writes docs/demo/depth2img*.png, docs/demo/x4.png
+    venv/bin/python scripts/demo_scene_images.py --models /tmp/trained --out /tmp/figures
 
 depth2img (the app's depth2img with the demo's defaults: DPM++ 2M, 20 steps, CFG 7): the input, the
 estimated depth map and outputs for "a green circle and a yellow square" over 6 seeds, the same with
 a user's depth map (the mirrored scene), and over --seeds seeds: the layout kept, the colours put
-where the prompt says, the user's map followed (the measures of tests/test_demo_depth_x4.py). x4 (the app's
+where the prompt says, the user's map followed (the measures the demos' tests use). x4 (the app's
 'SD x4': DDIM 50 steps, noise level 20): held-out scenes as low-res input, bicubic, x4 demo and the
 truth, with the mean PSNR of both over --scenes scenes. Pictures are shown 3x larger (nearest).
 """
@@ -54,8 +56,8 @@ def run_depth2img(model, picture: np.ndarray, seed: int, n: int, depth_map: Imag
                                              batch_size=n))
 
 
-def depth_figures(out: Path, seeds: int) -> None:
-    model = load_checkpoint(MODELS / "demo-depth" / "demo-depth.safetensors").model
+def depth_figures(models: Path, out: Path, seeds: int) -> None:
+    model = load_checkpoint(models / "demo-depth" / "demo-depth.safetensors").model
     scene = se.two_shapes_scene()
     picture = scenes.render(scene, 64)
     result = run_depth2img(model, picture, 1, 6)
@@ -78,8 +80,8 @@ def depth_figures(out: Path, seeds: int) -> None:
           f"estimated vs true depth correlation {corr:.3f}")
 
 
-def x4_figures(out: Path, n: int) -> None:
-    model = load_checkpoint(MODELS / "demo-x4" / "demo-x4.safetensors").model
+def x4_figures(models: Path, out: Path, n: int) -> None:
+    model = load_checkpoint(models / "demo-x4" / "demo-x4.safetensors").model
     rows, ours, cubic, kept = [], [], [], []
     for i, scene in enumerate(se.held_out_scenes(n)):
         truth = scenes.render(scene, 64)
@@ -106,13 +108,18 @@ def x4_figures(out: Path, n: int) -> None:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "demo")
+    p.add_argument("--models", type=Path, default=MODELS,
+                   help="folder of demo-depth/ and demo-x4/ (e.g. the --out of a demo_scenes run; default: the shipped ones)")
     p.add_argument("--seeds", type=int, default=20, help="seeds for the depth2img figures")
     p.add_argument("--scenes", type=int, default=20, help="held-out scenes for the x4 figures")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-    depth_figures(args.out, args.seeds)
-    x4_figures(args.out, args.scenes)
+    for name, figures, n in (("demo-depth", depth_figures, args.seeds), ("demo-x4", x4_figures, args.scenes)):
+        if (args.models / name / f"{name}.safetensors").is_file():
+            figures(args.models, args.out, n)
+        else:
+            print(f"no {name} in {args.models}: no figures for it (python -m modules.training.demo_scenes trains it)")
 
 
 if __name__ == "__main__":
