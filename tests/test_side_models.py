@@ -61,3 +61,15 @@ def test_a_loaded_depth_model_is_used_as_it_is(tmp_path):
     ctx = make_context(tmp_path)
     loaded = ctx.models.load("my-depth")
     assert ctx.services.depth.model() is loaded.model
+
+
+def test_the_family_named_in_messages_is_the_loaded_ones(tmp_path):
+    """depth2img's 'the loaded checkpoint is ...' named the v1 demo (an f4 VAE, as the x4 upscaler has)
+    'SD x4 upscaler'."""
+    from modules.models import family
+    from modules.models.loader import load_checkpoint
+
+    demo = load_checkpoint(startup.DEMO_FILE).model
+    x4 = load_checkpoint(write_tiny_checkpoint(tmp_path, "u", "tiny-x4")).model
+    assert family.of_model(demo) is family.FAMILIES["v1-inference"]
+    assert family.of_model(x4) is family.FAMILIES["x4-upscaling"]

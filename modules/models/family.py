@@ -168,6 +168,6 @@ def of_model(model) -> ModelFamily:
     if isinstance(family, ModelFamily):
         return family
     prediction = getattr(model, "parameterization", "eps")
-    if getattr(model, "vae_scale_factor", 8) == 4:
+    if getattr(model, "low_scale_model", None) is not None:  # not the VAE factor: the v1 demo's is 4 too
         return FAMILIES["x4-upscaling"]
     return FAMILIES["v2-inference-v" if prediction == "v" else "v1-inference"]
