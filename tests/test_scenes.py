@@ -170,3 +170,25 @@ def test_x4_export_keeps_the_noise_schedule_in_float32(tmp_path):
     loaded = load_checkpoint(path).model
     torch.testing.assert_close(loaded.low_scale_model.sqrt_alphas_cumprod, model.low_scale_model.sqrt_alphas_cumprod,
                                rtol=0, atol=0)
+
+
+def test_decoder_stage_keeps_the_latent_space_the_unets_learned(tmp_path):
+    """Stage 2 fine-tunes the decoder only: the encoder (so every latent a UNet trained on) and the
+    latent scale factor stay bit-identical, the decoder changes, and the models are built with it."""
+    from modules.training import demo_scenes
+
+    def run(*argv):
+        demo_scenes.main(["--workdir", str(tmp_path), "--eval-every", "0", *argv])
+
+    run("--stage", "autoencoder", "--ae-steps", "2")
+    args = demo_scenes.parse_args(["--workdir", str(tmp_path)])
+    before = demo_scenes.trained_autoencoder(args)
+    run("--stage", "decoder", "--decoder-steps", "2")
+    after = demo_scenes.trained_autoencoder(args)
+    for name, tensor in before.state_dict().items():
+        same = torch.equal(tensor, after.state_dict()[name])
+        assert same == (not name.startswith(("decoder.", "post_quant_conv."))), name
+    model, _ = demo_scenes.build_model(args, "x4")
+    torch.testing.assert_close(model.first_stage_model.decoder.state_dict(), after.decoder.state_dict(), rtol=0, atol=0)
+    x = torch.from_numpy(demo_scenes.scene_pictures(np.random.default_rng(3), 2, 64))
+    torch.testing.assert_close(model.first_stage_model.encode(x).mode(), before.encode(x).mode(), rtol=0, atol=0)
