@@ -2,6 +2,8 @@
 user's before a demo folder's, and say what to do when there is none."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from modules import cmd_args, context, startup
@@ -73,3 +75,12 @@ def test_the_family_named_in_messages_is_the_loaded_ones(tmp_path):
     x4 = load_checkpoint(write_tiny_checkpoint(tmp_path, "u", "tiny-x4")).model
     assert family.of_model(demo) is family.FAMILIES["v1-inference"]
     assert family.of_model(x4) is family.FAMILIES["x4-upscaling"]
+
+
+def test_the_shipped_x4_demo_serves_sd_x4_but_is_never_the_default(tmp_path):
+    ctx = shipped_context(tmp_path)
+    x4 = ctx.services.upscalers.get("SD x4").service.checkpoint()
+    assert x4 == startup.DEMO_FILE.parents[1] / "demo-x4" / "demo-x4.safetensors"
+    infos = {Path(c.filename): c for c in ctx.models.catalog.list()}
+    assert startup.is_demo(infos[x4])
+    assert Path(startup.default_checkpoint(ctx).filename).resolve() == startup.DEMO_FILE
