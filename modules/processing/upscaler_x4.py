@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from modules import infotext
+from modules.models import family
 from modules.processing import vae
 from modules.processing.hybrid_sampling import NoiseLevelConditioned, SamplingSettings, sample_hybrid
 from modules.sampling import rng
@@ -47,8 +48,11 @@ class X4Result:
 
 
 def is_x4_model(model) -> bool:
-    unet = model.model.diffusion_model
-    return hasattr(model, "low_scale_model") and unet.config.in_channels == model.latent_channels + 3
+    """The x4 family (told by its low_scale_model: modules.models.family) with the UNet that takes the
+    low-res RGB beside the latent."""
+    if family.of_model(model) is not family.FAMILIES["x4-upscaling"]:
+        return False
+    return model.model.diffusion_model.config.in_channels == model.latent_channels + 3
 
 
 def _check(model, settings: X4Settings) -> None:
