@@ -205,6 +205,10 @@ def stage_diffusion(args, kind: str) -> None:
 def stage_export(args) -> None:
     from .export import export
 
+    metadata = {"seed": str(args.seed), "trained_by": "python -m modules.training.demo_scenes"}
+    if (args.workdir / "decoder.pt").is_file():  # both models decode with stage 2's decoder
+        metadata["decoder_steps"] = str(torch.load(args.workdir / "decoder.pt", map_location="cpu",
+                                                   weights_only=True)["step"])
     for kind, name in (("depth", "demo-depth"), ("x4", "demo-x4")):
         checkpoint = args.workdir / f"{kind}.pt"
         if not checkpoint.is_file():
@@ -214,13 +218,8 @@ def stage_export(args) -> None:
         seed = args.seed + (0 if kind == "depth" else 1)
         trainer = diffusion_trainer(model, training(args, kind), seed, checkpoint)
         path = args.out / name / f"{name}.safetensors"
-        metadata = {"seed": str(args.seed), "steps": str(trainer.step),
-                    "trained_by": "python -m modules.training.demo_scenes"}
-        if (args.workdir / "decoder.pt").is_file():
-            metadata["decoder_steps"] = str(torch.load(args.workdir / "decoder.pt", map_location="cpu",
-                                                       weights_only=True)["step"])
         with swapped_in_ema(model, trainer):
-            export(model, config, path, metadata=metadata)
+            export(model, config, path, metadata={**metadata, "steps": str(trainer.step)})
         log.info("wrote %s (%.1f MB), step %d", path, path.stat().st_size / 1e6, trainer.step)
 
 
