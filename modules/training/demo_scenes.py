@@ -12,7 +12,9 @@ checkpoint in --workdir (a killed run continues):
    upscale decodes sharper while the UNets' latents stay what they were;
 3. midas: the depth estimator learns picture -> inverse depth (train_midas);
 4. depth: UNet + text encoder, conditioned on the estimator's depth map through the app's own
-   depth2img preprocessing (as the original LatentDepth2ImageDiffusion trained on MiDaS's output);
+   depth2img preprocessing (as the original LatentDepth2ImageDiffusion trained on MiDaS's output), on
+   colour-swap pairs, with the token grounding loss (grounding_loss: each shape's pixels attend to the
+   noun naming it - without it the model never bound colours to shapes);
 5. x4: UNet + text encoder on scenes at random zoom, the low-res picture box-filtered 4x and noised
    to a random level in [0, 350) (the original ImageConcatWithNoiseAugmentation);
 6. export: EMA weights -> fp16 safetensors + yaml in models/Stable-diffusion/demo-depth and demo-x4.
@@ -66,10 +68,13 @@ def zoomed_scenes(rng: np.random.Generator, n: int, size: int) -> tuple[np.ndarr
     return pictures.transpose(0, 3, 1, 2), captions
 
 
-def scene_pairs(rng: np.random.Generator, n: int, size: int) -> tuple[np.ndarray, list[str]]:
-    """Captioned scenes in colour-swap pairs (scenes.batch swap_pairs; trained with shared noise)."""
-    images, _, captions, _ = scenes.batch(rng, n, size, swap_pairs=True)
-    return images, captions
+def scene_pairs(rng: np.random.Generator, n: int, size: int) -> tuple[np.ndarray, list[str], list]:
+    """Captioned scenes in colour-swap pairs (scenes.batch swap_pairs; trained with shared noise), and
+    each named shape's visible pixels for the grounding loss."""
+    images, _, captions, batch_scenes = scenes.batch(rng, n, size, swap_pairs=True)
+    grounding = [[(t.shape, m) for t, m in zip(s.things, scenes.render_masks(s, size), strict=True)]
+                 for s in batch_scenes]
+    return images, captions, grounding
 
 
 X4_EMPTY_CAPTION_P = 0.5  # Extras and hires fix mostly upscale without a prompt: train that case well
@@ -183,7 +188,7 @@ def training(args, kind: str) -> DiffusionTraining:
     if kind == "depth":
         # mirror_pairs: the batch's halves pair up (here colour swaps, see scene_pairs) and share their noise
         return DiffusionTraining(steps=args.depth_steps, batch_size=16, image_size=IMAGE_SIZE, mirror_pairs=True,
-                                 eval_every=args.eval_every)
+                                 eval_every=args.eval_every, grounding_weight=args.grounding)
     # x4: v-prediction with min-SNR for v, and the high-noise weighting of the other demos: the layout is
     # in the low-res input, but following it is learned at high noise, where min-SNR alone weights an
     # x0 error by the SNR (~0). Without it (the first run) the outputs kept inventing: floors tilted,
@@ -226,6 +231,7 @@ def stage_export(args) -> None:
 # x4: 27.6 dB on the quick check after 3000 steps, 30.0 after 10000 (bicubic 28.0). The shipped demo-x4 went on
 # to 16000 steps in a resumed run (--x4-steps 16000: a warm restart of the cosine rate) and has the
 # decoder stage's 2000 steps: README, "The x4 upscaler demo".
+GROUNDING_WEIGHT = 1.0
 DEFAULTS = {"ae_steps": 2000, "decoder_steps": 2000, "midas_steps": 2000, "depth_steps": 3000, "x4_steps": 10000}
 
 
@@ -238,6 +244,8 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, default=MODELS, help="folder of demo-depth/ and demo-x4/")
     for name, value in DEFAULTS.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=value)
+    p.add_argument("--grounding", type=float, default=GROUNDING_WEIGHT,
+                   help="weight of the depth UNet's token grounding loss (grounding_loss; 0: off)")
     p.add_argument("--eval-every", type=int, default=500, help="steps between quick evaluations (0: none)")
     p.add_argument("--vgg", type=Path, default=ROOT / "models" / "VGG" / "vgg16-397923af.pth",
                    help="torchvision VGG16 weights for the LPIPS loss (skipped when absent)")

@@ -51,22 +51,32 @@ def high_noise_weight(t: torch.Tensor, alphas_cumprod: torch.Tensor, max_weight:
     return (1 - abar).div(abar).clamp(1.0, max_weight)
 
 
+def draw_timesteps(model, batch: int, generator: torch.Generator | None = None,
+                   shared_pairs: bool = False) -> torch.Tensor:
+    """A random timestep per sample ([B], on the CPU); with shared_pairs sample i and i + B/2 share one."""
+    n = batch // 2 if shared_pairs else batch
+    t = torch.randint(0, model.alphas_cumprod.shape[0], (n,), generator=generator, device="cpu")
+    return t.repeat(2) if shared_pairs else t
+
+
 def diffusion_loss(model, z: torch.Tensor, cond, generator: torch.Generator | None = None,
                    snr_gamma: float | None = None, high_noise_max: float | None = None,
-                   shared_pairs: bool = False) -> torch.Tensor:
+                   shared_pairs: bool = False, timesteps: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared error of the model's prediction at a random timestep per sample.
 
     shared_pairs: the two halves of the batch share timesteps and noise (see shapes.batch mirror_pairs).
+    timesteps: [B] drawn by the caller (draw_timesteps), when it needs to know them; else drawn here.
 
     z: scaled latents [B, C, h, w] (`get_first_stage_encoding` output); cond as `apply_model` takes it.
     """
     alphas_cumprod = model.alphas_cumprod
-    num_timesteps = alphas_cumprod.shape[0]
+    if timesteps is None:
+        timesteps = draw_timesteps(model, z.shape[0], generator, shared_pairs)
+    t = timesteps.to(z.device)
     n = z.shape[0] // 2 if shared_pairs else z.shape[0]
-    t = torch.randint(0, num_timesteps, (n,), generator=generator, device="cpu").to(z.device)
     noise = torch.randn((n, *z.shape[1:]), generator=generator, device="cpu").to(z.device, z.dtype)
-    if shared_pairs:  # sample i and i + B/2 get the same timestep and noise
-        t, noise = t.repeat(2), noise.repeat(2, 1, 1, 1)
+    if shared_pairs:  # sample i and i + B/2 get the same noise
+        noise = noise.repeat(2, 1, 1, 1)
     x_noisy = q_sample(z, t, noise, alphas_cumprod).to(z.dtype)
     out = model.apply_model(x_noisy, t, cond)
     tgt = target(model.parameterization, z, t, noise, alphas_cumprod)

@@ -22,7 +22,8 @@ from typing import Callable
 import torch
 
 from . import shapes
-from .diffusion_loss import diffusion_loss
+from .diffusion_loss import diffusion_loss, draw_timesteps, q_sample
+from .grounding_loss import CrossAttentionMaps, grounding_loss
 from .trainer import CaptionedSource, Trainer, ema_evaluation, joint_trainer, swapped_in_ema
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class DiffusionTraining:
     high_noise_max: float | None = 20.0  # up-weight high-noise steps (see high_noise_weight); None: off
     eval_every: int = 0  # steps between evaluations (0: never)
     mirror_pairs: bool = True  # the batch's halves pair up and share noise (shapes.batch mirrors; data may pair otherwise)
+    grounding_weight: float = 0.0  # weight of grounding_loss (the data then gives each thing's mask); 0: off
 
 
 def trainable(model) -> dict[str, torch.nn.Module]:
@@ -61,8 +63,11 @@ def train_diffusion(model, cfg: DiffusionTraining, seed: int, checkpoint: Path |
     evaluate(model_with_ema_weights, step) is called every cfg.eval_every steps.
     image_conditioning(model, images [B, 3, H, W], rng) -> c_concat, for hybrid models (inpainting,
     depth), or a dict of cond parts ({"c_concat": [...], "c_adm": ...} for the x4 upscaler).
-    data: the captioned pictures (default: shapes.batch, with mirror pairs when cfg.mirror_pairs).
+    data: the captioned pictures (default: shapes.batch, with mirror pairs when cfg.mirror_pairs); with
+    cfg.grounding_weight it also gives each picture's (noun, mask) per named thing (grounding_loss).
     """
+    if cfg.grounding_weight and not cfg.mirror_pairs:
+        raise ValueError("grounding needs mirror_pairs: its pass reads the pair partners' latents")
     model.first_stage_model.eval().requires_grad_(False)
     nets = trainable(model)
     for net in nets.values():
@@ -70,8 +75,11 @@ def train_diffusion(model, cfg: DiffusionTraining, seed: int, checkpoint: Path |
     trainer = diffusion_trainer(model, cfg, seed, checkpoint)
 
     def step_fn(step, rng, gen):
+        grounding = None
         if data is None:
             images, captions, _ = shapes.batch(rng, cfg.batch_size, cfg.image_size, mirror_pairs=cfg.mirror_pairs)
+        elif cfg.grounding_weight:
+            images, captions, grounding = data(rng, cfg.batch_size, cfg.image_size)
         else:
             images, captions = data(rng, cfg.batch_size, cfg.image_size)
         x = torch.from_numpy(images)
@@ -81,11 +89,38 @@ def train_diffusion(model, cfg: DiffusionTraining, seed: int, checkpoint: Path |
         if image_conditioning is not None:
             parts = image_conditioning(model, x, rng)
             cond = {"c_crossattn": [cond], **(parts if isinstance(parts, dict) else {"c_concat": [parts]})}
-        loss = diffusion_loss(model, z, cond, gen, cfg.snr_gamma, cfg.high_noise_max, cfg.mirror_pairs)
-        return {"diffusion": loss}, {"loss": loss.item()}
+        if grounding is None:
+            loss = diffusion_loss(model, z, cond, gen, cfg.snr_gamma, cfg.high_noise_max, cfg.mirror_pairs)
+            return {"diffusion": loss}, {"loss": loss.item()}
+        t = draw_timesteps(model, z.shape[0], gen, cfg.mirror_pairs)
+        loss = diffusion_loss(model, z, cond, gen, cfg.snr_gamma, cfg.high_noise_max, cfg.mirror_pairs, t)
+        attention = grounding_pass(model, z, t, cond, gen)
+        ground = grounding_loss(attention.maps, model.cond_stage_model, captions, grounding)
+        return {"diffusion": loss + cfg.grounding_weight * ground}, {"loss": loss.item(), "ground": ground.item()}
 
     trainer.run(step_fn, ema_evaluation(model, trainer, evaluate, cfg.eval_every))
     return trainer
+
+
+def grounding_pass(model, z: torch.Tensor, t: torch.Tensor, cond, gen: torch.Generator) -> CrossAttentionMaps:
+    """The cross-attention of a forward pass on the pair partners' latents (the batch's halves are the
+    same shapes in the same places with the colours moved round, see demo_scenes.scene_pairs), with
+    each sample's own caption and depth.
+
+    Grounded on its own noisy latent, the attention learned a shortcut: the pixels read the noun whose
+    colour they already show (measured: the test picture's blue square read "green circle", its red
+    circle "yellow square", and depth2img repainted them so - whatever the word order). In training
+    the noisy picture always shows the caption's colours; in depth2img it shows the input's. On the
+    partners' latents the colour showing through is the wrong one, so only the shapes' outlines tell
+    which noun a pixel belongs to. Only the attention is used: this pass has no diffusion target.
+    """
+    half = z.shape[0] // 2
+    partners = torch.cat([z[half:], z[:half]])
+    noise = torch.randn(z.shape, generator=gen, device="cpu").to(z.device, z.dtype)
+    x_t = q_sample(partners, t.to(z.device), noise, model.alphas_cumprod).to(z.dtype)
+    with CrossAttentionMaps(model.model.diffusion_model) as attention:
+        model.apply_model(x_t, t.to(z.device), cond)
+    return attention
 
 
 def ema_state_dict(model, trainer: Trainer) -> dict[str, torch.Tensor]:
