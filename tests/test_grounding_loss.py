@@ -129,8 +129,9 @@ def test_timesteps_drawn_by_the_caller_give_the_same_loss():
 
 
 def test_the_depth_stage_trains_with_grounding_and_exports(tmp_path):
-    """The recipe's stages at 2 steps each: the depth UNet trains on the scenes' masks (its checkpoint
-    holds the steps), and the export loads in the app as a depth model."""
+    """The recipe's stages at 2 steps each (the depth stage's second with the grounding loss): the depth
+    UNet trains on the scenes' masks (its checkpoint holds the steps), the export loads in the app as a
+    depth model."""
     from modules.models.loader import load_checkpoint
     from modules.training import demo_scenes
 
@@ -140,7 +141,7 @@ def test_the_depth_stage_trains_with_grounding_and_exports(tmp_path):
 
     run("--stage", "autoencoder", "--ae-steps", "2")
     run("--stage", "midas", "--midas-steps", "2")
-    run("--stage", "depth", "--depth-steps", "2")
+    run("--stage", "depth", "--depth-steps", "2", "--grounding-start", "1")
     assert torch.load(tmp_path / "work" / "depth.pt", weights_only=True)["step"] == 2
     run("--stage", "export")
     model = load_checkpoint(tmp_path / "out" / "demo-depth" / "demo-depth.safetensors").model

@@ -13,8 +13,9 @@ checkpoint in --workdir (a killed run continues):
 3. midas: the depth estimator learns picture -> inverse depth (train_midas);
 4. depth: UNet + text encoder, conditioned on the estimator's depth map through the app's own
    depth2img preprocessing (as the original LatentDepth2ImageDiffusion trained on MiDaS's output), on
-   colour-swap pairs, with the token grounding loss (grounding_loss: each shape's pixels attend to the
-   noun naming it - without it the model never bound colours to shapes);
+   colour-swap pairs; from step 3000 on (the colour words learned first) with the token grounding loss
+   (grounding_loss: each shape's pixels attend to the noun naming it - without it the model never
+   bound colours to shapes; from step 0 it held back the colours: none learned by step 1500);
 5. x4: UNet + text encoder on scenes at random zoom, the low-res picture box-filtered 4x and noised
    to a random level in [0, 350) (the original ImageConcatWithNoiseAugmentation);
 6. export: EMA weights -> fp16 safetensors + yaml in models/Stable-diffusion/demo-depth and demo-x4.
@@ -188,7 +189,8 @@ def training(args, kind: str) -> DiffusionTraining:
     if kind == "depth":
         # mirror_pairs: the batch's halves pair up (here colour swaps, see scene_pairs) and share their noise
         return DiffusionTraining(steps=args.depth_steps, batch_size=16, image_size=IMAGE_SIZE, mirror_pairs=True,
-                                 eval_every=args.eval_every, grounding_weight=args.grounding)
+                                 eval_every=args.eval_every, grounding_weight=args.grounding,
+                                 grounding_start=args.grounding_start)
     # x4: v-prediction with min-SNR for v, and the high-noise weighting of the other demos: the layout is
     # in the low-res input, but following it is learned at high noise, where min-SNR alone weights an
     # x0 error by the SNR (~0). Without it (the first run) the outputs kept inventing: floors tilted,
@@ -232,7 +234,8 @@ def stage_export(args) -> None:
 # to 16000 steps in a resumed run (--x4-steps 16000: a warm restart of the cosine rate) and has the
 # decoder stage's 2000 steps: README, "The x4 upscaler demo".
 GROUNDING_WEIGHT = 1.0
-DEFAULTS = {"ae_steps": 2000, "decoder_steps": 2000, "midas_steps": 2000, "depth_steps": 3000, "x4_steps": 10000}
+GROUNDING_START = 3000
+DEFAULTS = {"ae_steps": 2000, "decoder_steps": 2000, "midas_steps": 2000, "depth_steps": 5500, "x4_steps": 10000}
 
 
 def parse_args(argv=None):
@@ -246,6 +249,8 @@ def parse_args(argv=None):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=value)
     p.add_argument("--grounding", type=float, default=GROUNDING_WEIGHT,
                    help="weight of the depth UNet's token grounding loss (grounding_loss; 0: off)")
+    p.add_argument("--grounding-start", type=int, default=GROUNDING_START,
+                   help="the depth stage's step the grounding loss starts at")
     p.add_argument("--eval-every", type=int, default=500, help="steps between quick evaluations (0: none)")
     p.add_argument("--vgg", type=Path, default=ROOT / "models" / "VGG" / "vgg16-397923af.pth",
                    help="torchvision VGG16 weights for the LPIPS loss (skipped when absent)")

@@ -42,6 +42,7 @@ class DiffusionTraining:
     eval_every: int = 0  # steps between evaluations (0: never)
     mirror_pairs: bool = True  # the batch's halves pair up and share noise (shapes.batch mirrors; data may pair otherwise)
     grounding_weight: float = 0.0  # weight of grounding_loss (the data then gives each thing's mask); 0: off
+    grounding_start: int = 0  # the step it starts at (the depth demo learns the colour words first)
 
 
 def trainable(model) -> dict[str, torch.nn.Module]:
@@ -89,7 +90,7 @@ def train_diffusion(model, cfg: DiffusionTraining, seed: int, checkpoint: Path |
         if image_conditioning is not None:
             parts = image_conditioning(model, x, rng)
             cond = {"c_crossattn": [cond], **(parts if isinstance(parts, dict) else {"c_concat": [parts]})}
-        if grounding is None:
+        if grounding is None or step < cfg.grounding_start:
             loss = diffusion_loss(model, z, cond, gen, cfg.snr_gamma, cfg.high_noise_max, cfg.mirror_pairs)
             return {"diffusion": loss}, {"loss": loss.item()}
         t = draw_timesteps(model, z.shape[0], gen, cfg.mirror_pairs)
