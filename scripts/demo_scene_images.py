@@ -34,6 +34,7 @@ from modules.training import scenes  # noqa: E402
 
 MODELS = ROOT / "models" / "Stable-diffusion"
 WANTED = ["green", "yellow"]
+SWAPPED_PROMPT = "a yellow circle and a green square"
 
 
 def strip(images: list[np.ndarray], scale: int = 3, gap: int = 2) -> Image.Image:
@@ -49,8 +50,9 @@ def strip(images: list[np.ndarray], scale: int = 3, gap: int = 2) -> Image.Image
     return out
 
 
-def run_depth2img(model, picture: np.ndarray, seed: int, n: int, depth_map: Image.Image | None = None):
-    settings = SamplingSettings(prompt=se.REPAINT_PROMPT, steps=20, seed=seed)
+def run_depth2img(model, picture: np.ndarray, seed: int, n: int, depth_map: Image.Image | None = None,
+                  prompt: str = se.REPAINT_PROMPT):
+    settings = SamplingSettings(prompt=prompt, steps=20, seed=seed)
     return depth2img(model, Depth2ImgRequest(image=Image.fromarray(picture), settings=settings,
                                              denoising_strength=se.REPAINT_STRENGTH, depth_map=depth_map,
                                              batch_size=n))
@@ -74,10 +76,31 @@ def depth_figures(models: Path, out: Path, seeds: int) -> None:
     followed = [np.asarray(im) for im in run_depth2img(model, picture, 100, seeds, user_map).images]
     follows = sum(se.layout_iou(im, mirrored) >= 0.7 and se.layout_iou(im, mirrored) > se.layout_iou(im, scene) + 0.1
                   for im in followed)
+    swapped = [np.asarray(im) for im in run_depth2img(model, picture, 100, seeds, prompt=SWAPPED_PROMPT).images]
+    ok_swapped = sum(se.repaint_report(im, scene, WANTED[::-1]).ok(WANTED[::-1], se.MAX_OFFSET) for im in swapped)
     corr = sm.correlation(depth.astype(np.float32), scenes.render_depth(scene, 64))
     print(f"depth2img over {seeds} seeds: layout kept (IoU >= 0.7) in {kept}, each shape in the colour the prompt "
-          f"gives it in {ok}; with the mirrored user depth map the outputs follow its outlines in {follows}; "
-          f"estimated vs true depth correlation {corr:.3f}")
+          f"gives it in {ok} ({ok_swapped} for \"{SWAPPED_PROMPT}\"); with the mirrored user depth map the outputs "
+          f"follow its outlines in {follows}; estimated vs true depth correlation {corr:.3f}")
+    recoloured_figures(model, seeds)
+
+
+def recoloured_figures(model, n: int) -> None:
+    """Held-out scenes of 2-3 shapes, each repainted with its colours moved round (the caption names the
+    new ones): how many visible shapes take the colour their words give them."""
+    rng = np.random.default_rng(se.HELD_OUT_SEED + 1)
+    right = total = 0
+    for i in range(n):
+        scene = scenes.sample_scene(rng, n=int(rng.integers(2, 4)))
+        wanted = scenes.recoloured(scene, rng)
+        result = run_depth2img(model, scenes.render(scene, 64), 100 + i, 1, prompt=scenes.caption(wanted))
+        out = np.asarray(result.images[0])
+        for thing, mask in zip(wanted.things, scenes.render_masks(scene, 64), strict=True):
+            if mask.sum() >= 20:  # visible (not hidden behind a nearer shape)
+                total += 1
+                right += sm.region_color(out, mask) == thing.color
+    print(f"held-out scenes repainted with their colours moved round: {right}/{total} visible shapes in the colour "
+          "the prompt gives them")
 
 
 def x4_figures(models: Path, out: Path, n: int) -> None:

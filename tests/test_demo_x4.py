@@ -8,52 +8,26 @@ copies of the demos and nothing else, as a new user has.
 """
 from __future__ import annotations
 
-import io
-import shutil
-
 import numpy as np
 import pytest
 from PIL import Image
 
-from modules.startup import DEMO_FILE
 from modules.training import scene_eval as se
 from modules.training import scene_metrics as sm
 from modules.training import scenes
-from tests.api_support import b64_image, make_context, png_b64
+from tests.api_support import b64_image, png_b64
+from tests.demo_support import copy_demos, demo_api, page_image
 
 pytestmark = pytest.mark.slow  # the demo at 64 px: ~30 s for the module on one CPU thread
 
-MODELS = DEMO_FILE.parents[1]
 MAX_MOVE = 2.0  # px of 64: half a pixel of the 16 px input
 DEMOS = ("demo-x4", "demo")  # the v1 demo for the hires-fix test
-
-
-def copy_demos(folder, names=DEMOS) -> None:
-    """Copies of the shipped demos in `folder` (not the shipped files: is_demo stays false)."""
-    for name in names:
-        for suffix in (".safetensors", ".yaml"):
-            if not (MODELS / name / f"{name}{suffix}").is_file():
-                pytest.fail(f"the {name} demo is missing: {MODELS / name} (python -m modules.training.demo_scenes "
-                            "writes demo-x4)")
-        (folder / name).mkdir(parents=True)
-        for suffix in (".safetensors", ".yaml"):
-            shutil.copy(MODELS / name / f"{name}{suffix}", folder / name / f"{name}{suffix}")
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     """A server over a data dir that holds only the demos."""
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
-
-    from webui.api import routes
-
-    root = tmp_path_factory.mktemp("x4-demo")
-    copy_demos(root / "models" / "Stable-diffusion")
-    ctx = make_context(root)
-    app = FastAPI()
-    routes.install(app, ctx)
-    return ctx, TestClient(app)
+    return demo_api(tmp_path_factory.mktemp("x4-demo"), DEMOS)
 
 
 def x4(client, image: Image.Image) -> np.ndarray:
@@ -190,7 +164,7 @@ def test_the_browser_upscales_with_the_x4_demo_in_extras(demo_page, tmp_path):
     set_slider(page, "extras_upscaling_resize", 4)
     page.click("#extras_generate")
     info = wait_for_gallery(page, "extras")
-    upscaled = _image(page, url, "#extras_gallery img")
+    upscaled = page_image(page, url, "#extras_gallery img")
     assert "Postprocess upscaler: SD x4" in info
     assert upscaled.shape == truth.shape
     for thing, mask in zip(scene.things, scenes.render_masks(scene, 64), strict=True):
@@ -198,9 +172,3 @@ def test_the_browser_upscales_with_the_x4_demo_in_extras(demo_page, tmp_path):
             assert sm.region_color(upscaled, mask) == thing.color
             assert sm.distance(sm.centre(mask), sm.centre(sm.color_mask(upscaled, thing.color) & mask)) <= MAX_MOVE
 
-
-def _image(page, url: str, selector: str) -> np.ndarray:
-    """The picture an <img> of the page shows, as the browser fetched it."""
-    src = page.locator(selector).first.get_attribute("src")
-    data = page.request.get(src if src.startswith("http") else url + src).body()
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
