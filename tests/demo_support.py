@@ -42,6 +42,16 @@ def demo_api(root: Path, names: tuple[str, ...]):
     return ctx, TestClient(app)
 
 
+def demo_server(root: Path, names: tuple[str, ...]):
+    """Yields (ctx, url, page): a server over a data dir in `root` holding only these demos, and one
+    Chromium page (tests.browser_support.serve), closed when the module's fixture ends - not the
+    session's browser_app, which stays open to the end and would clash with later modules' Playwright."""
+    from tests.browser_support import serve
+
+    copy_demos(root / "models" / "Stable-diffusion", names)
+    yield from serve(root)
+
+
 def page_image(page, url: str, selector: str) -> np.ndarray:
     """The picture an <img> of the page shows, as the browser fetched it."""
     src = page.locator(selector).first.get_attribute("src")

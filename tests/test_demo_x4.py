@@ -16,7 +16,7 @@ from modules.training import scene_eval as se
 from modules.training import scene_metrics as sm
 from modules.training import scenes
 from tests.api_support import b64_image, png_b64
-from tests.demo_support import copy_demos, demo_api, page_image
+from tests.demo_support import demo_api, demo_server, page_image
 
 pytestmark = pytest.mark.slow  # the demo at 64 px: ~30 s for the module on one CPU thread
 
@@ -136,14 +136,8 @@ def test_x4_demo_is_listed_and_serves_the_hires_fix(api):
 
 @pytest.fixture(scope="module")
 def demo_page(tmp_path_factory):
-    """(ctx, url, page): a server over a data dir holding only the x4 demo, and one Chromium page
-    (tests.browser_support.serve), closed when the module ends: not the session's browser_app, which
-    stays open to the end and would clash with the own Playwright of later modules."""
-    from tests.browser_support import serve
-
-    root = tmp_path_factory.mktemp("x4-demo-browser")
-    copy_demos(root / "models" / "Stable-diffusion", ("demo-x4",))
-    yield from serve(root)
+    """(ctx, url, page) of a server over the x4 demo alone (demo_support.demo_server)."""
+    yield from demo_server(tmp_path_factory.mktemp("x4-demo-browser"), ("demo-x4",))
 
 
 @pytest.mark.browser
