@@ -64,8 +64,8 @@ def train_diffusion(model, cfg: DiffusionTraining, seed: int, checkpoint: Path |
     evaluate(model_with_ema_weights, step) is called every cfg.eval_every steps.
     image_conditioning(model, images [B, 3, H, W], rng) -> c_concat, for hybrid models (inpainting,
     depth), or a dict of cond parts ({"c_concat": [...], "c_adm": ...} for the x4 upscaler).
-    data: the captioned pictures (default: shapes.batch, with mirror pairs when cfg.mirror_pairs); with
-    cfg.grounding_weight it also gives each picture's (noun, mask) per named thing (grounding_loss).
+    data: the captioned pictures (default: shapes.batch, with mirror pairs when cfg.mirror_pairs), and
+    may give each picture's (noun, mask) per named thing third, for cfg.grounding_weight (grounding_loss).
     """
     if cfg.grounding_weight and not cfg.mirror_pairs:
         raise ValueError("grounding needs mirror_pairs: its pass reads the pair partners' latents")
@@ -79,10 +79,9 @@ def train_diffusion(model, cfg: DiffusionTraining, seed: int, checkpoint: Path |
         grounding = None
         if data is None:
             images, captions, _ = shapes.batch(rng, cfg.batch_size, cfg.image_size, mirror_pairs=cfg.mirror_pairs)
-        elif cfg.grounding_weight:
-            images, captions, grounding = data(rng, cfg.batch_size, cfg.image_size)
         else:
-            images, captions = data(rng, cfg.batch_size, cfg.image_size)
+            images, captions, *masks = data(rng, cfg.batch_size, cfg.image_size)
+            grounding = masks[0] if cfg.grounding_weight and masks else None
         x = torch.from_numpy(images)
         with torch.no_grad():
             z = model.get_first_stage_encoding(model.encode_first_stage(x), gen)
