@@ -77,10 +77,13 @@ def test_the_family_named_in_messages_is_the_loaded_ones(tmp_path):
     assert family.of_model(x4) is family.FAMILIES["x4-upscaling"]
 
 
-def test_the_shipped_x4_demo_serves_sd_x4_but_is_never_the_default(tmp_path):
+def test_the_shipped_demos_serve_depth2img_and_sd_x4_but_are_never_the_default(tmp_path):
     ctx = shipped_context(tmp_path)
-    x4 = ctx.services.upscalers.get("SD x4").service.checkpoint()
+    depth, x4 = ctx.services.depth.checkpoint(), ctx.services.upscalers.get("SD x4").service.checkpoint()
+    assert depth == startup.DEMO_FILE.parents[1] / "demo-depth" / "demo-depth.safetensors"
     assert x4 == startup.DEMO_FILE.parents[1] / "demo-x4" / "demo-x4.safetensors"
     infos = {Path(c.filename): c for c in ctx.models.catalog.list()}
-    assert startup.is_demo(infos[x4])
+    assert startup.is_demo(infos[depth]) and startup.is_demo(infos[x4])
     assert Path(startup.default_checkpoint(ctx).filename).resolve() == startup.DEMO_FILE
+    model = ctx.services.depth.model()  # loaded beside the (not yet loaded) main model
+    assert model.depth_model is not None and ctx.models.current is None
