@@ -95,10 +95,9 @@ def recoloured_figures(model, n: int) -> None:
         wanted = scenes.recoloured(scene, rng)
         result = run_depth2img(model, scenes.render(scene, 64), 100 + i, 1, prompt=scenes.caption(wanted))
         out = np.asarray(result.images[0])
-        for thing, mask in zip(wanted.things, scenes.render_masks(scene, 64), strict=True):
-            if mask.sum() >= 20:  # visible (not hidden behind a nearer shape)
-                total += 1
-                right += sm.region_color(out, mask) == thing.color
+        for thing, mask in se.visible_things(wanted):  # the same outlines as the scene's
+            total += 1
+            right += sm.region_color(out, mask) == thing.color
     print(f"held-out scenes repainted with their colours moved round: {right}/{total} visible shapes in the colour "
           "the prompt gives them")
 
@@ -113,10 +112,9 @@ def x4_figures(models: Path, out: Path, n: int) -> None:
                                                                                    sampler_name="DDIM", seed=i))).image)
         ours.append(sm.psnr(up, truth))
         cubic.append(sm.psnr(se.bicubic(low), truth))
-        for thing, mask in zip(scene.things, scenes.render_masks(scene, 64), strict=True):
-            if mask.sum() >= 20:  # visible (not hidden behind a nearer shape)
-                moved = sm.distance(sm.centre(mask), sm.centre(sm.color_mask(up, thing.color) & mask))
-                kept.append(sm.region_color(up, mask) == thing.color and moved <= 2.0)
+        for thing, mask in se.visible_things(scene):
+            moved = sm.distance(sm.centre(mask), sm.centre(sm.color_mask(up, thing.color) & mask))
+            kept.append(sm.region_color(up, mask) == thing.color and moved <= 2.0)
         if i < 4:
             rows.append(strip([np.asarray(low.resize((64, 64), Image.Resampling.NEAREST)), se.bicubic(low), up, truth]))
     grid = Image.new("RGB", (rows[0].width, sum(r.height + 2 for r in rows) - 2), "white")

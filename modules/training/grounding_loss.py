@@ -95,7 +95,7 @@ def grounding_loss(maps: list[torch.Tensor], text_encoder, captions: list[str], 
         return maps[0].new_zeros(()) if maps else torch.zeros(())
     total = []
     for attn in maps:
-        grid = int(math.isqrt(attn.shape[1]))
+        grid = math.isqrt(attn.shape[1])
         for s in samples:
             a = attn[s.index]  # [N, M]
             masks = F.adaptive_avg_pool2d(s.masks[None], grid)[0].flatten(1).to(a)  # [K, N], share inside

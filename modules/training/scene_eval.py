@@ -26,6 +26,7 @@ REPAINT_STRENGTH = 0.75  # the depth2img tab's default denoising strength
 MAX_OFFSET = 3.0  # pixels (of 64) a repainted shape's centre may move
 HELD_OUT_SEED = 20_000  # no training step draws from this generator seed (training seeds are [seed, step])
 LOW_RES = 16
+MIN_VISIBLE = 20  # pixels (of 64x64) a shape must show to be judged; fewer: hidden behind a nearer one
 
 
 def two_shapes_scene() -> scenes.Scene:
@@ -56,6 +57,11 @@ def repaint_report(image: np.ndarray, scene: scenes.Scene, wanted: list[str]) ->
     colors = [sm.region_color(image, m) for m in masks]
     offsets = [sm.distance(sm.centre(m), sm.centre(sm.color_mask(image, c))) for m, c in zip(masks, wanted, strict=True)]
     return Repaint(colors, offsets)
+
+
+def visible_things(scene: scenes.Scene, size: int = 64) -> list[tuple[scenes.Thing, np.ndarray]]:
+    """(thing, bool mask [size, size]) for the scene's shapes that show at least MIN_VISIBLE pixels."""
+    return [(t, m) for t, m in zip(scene.things, scenes.render_masks(scene, size), strict=True) if m.sum() >= MIN_VISIBLE]
 
 
 def layout_iou(image: np.ndarray, scene: scenes.Scene) -> float:
